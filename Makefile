@@ -1,0 +1,69 @@
+# agentserver — one command per task. `make run` and `make test` bootstrap everything they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# uv from PATH, else a private copy installed with pip into .tools/ (no system changes).
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install lock run test test-fast lint format typecheck bench db-upgrade db-downgrade model-pull services clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(STAMP): requirements.lock pyproject.toml | $(UV)
+	@test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+install: $(STAMP) ## create .venv from the hashed lock and install the project
+
+lock: | $(UV) ## re-resolve requirements.lock from pyproject.toml (hashed, no index URLs)
+	$(UV) pip compile pyproject.toml --all-extras --generate-hashes --override overrides.txt \
+		--python-version 3.11 --quiet -o requirements.lock
+
+run: install ## serve the API and web UI on http://127.0.0.1:8000 (embedded DB unless DATABASE_URL)
+	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/agentserver db upgrade; fi
+	exec $(BIN)/agentserver serve
+
+services: ## start Redis for the tests if it is not running
+	@scripts/ensure-redis.sh
+
+test: install services ## run the whole test suite against real PostgreSQL and Redis
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## the suite without the real-LLM tests
+	$(BIN)/pytest -m "not llm" $(PYTEST_ARGS)
+
+lint: install ## ruff + mypy --strict
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src tests
+
+typecheck: install
+	$(BIN)/mypy src tests
+
+format: install ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+bench: install ## run the benchmarks in bench/ and record results
+	$(BIN)/python -m bench
+
+db-upgrade: install ## apply migrations (DATABASE_URL, or the embedded database)
+	$(BIN)/agentserver db upgrade
+
+db-downgrade: install ## revert the last migration
+	$(BIN)/agentserver db downgrade
+
+clean: ## remove the virtualenv and caches (keeps .data)
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

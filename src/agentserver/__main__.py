@@ -1,0 +1,3 @@
+from agentserver.cli import app
+
+app(prog_name="agentserver")

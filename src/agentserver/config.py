@@ -1,0 +1,171 @@
+"""Settings: one pydantic-settings class, read from the environment and `.env`.
+
+Every setting is documented with its default in `.env.example`. Production refuses to start with
+settings that are only safe on a laptop (see `Settings._production_guards`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Development default for JWT_SECRET_KEY: it works out of the box on a laptop and production refuses it.
+DEFAULT_JWT_SECRET = "insecure-development-secret-change-me"  # noqa: S105 - refused in production
+MIN_JWT_SECRET_LENGTH = 32
+
+
+class Environment(enum.StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class LLMProvider(enum.StrEnum):
+    auto = "auto"  # openai / anthropic / openai_compatible when configured, else the embedded local model
+    local = "local"
+    openai = "openai"
+    anthropic = "anthropic"
+    openai_compatible = "openai_compatible"
+    google = "google"
+    fake = "fake"  # the deterministic scripted model; tests and demos only
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    """Lists come from the environment as `a,b,c` (or JSON), which is what people type."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    # env_ignore_empty: `DATABASE_URL=` in .env means "unset", as people expect.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
+
+    # --- application -------------------------------------------------------------------------
+    environment: Environment = Environment.development
+    debug: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # console in development, json in production when unset
+    log_format: Literal["console", "json"] | None = None
+    agentserver_data_dir: Path = Path(".data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # --- storage -----------------------------------------------------------------------------
+    # Unset: an embedded PostgreSQL (with pgvector) is started under AGENTSERVER_DATA_DIR.
+    database_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1)
+    database_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    redis_url: str | None = None
+
+    # --- auth --------------------------------------------------------------------------------
+    jwt_secret_key: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_expire_minutes: int = Field(default=30, ge=1)
+    refresh_token_expire_days: int = Field(default=7, ge=1)
+
+    # --- rate limits (syntax of the `limits` library: "N/second|minute|hour|day") --------------
+    rate_limit_enabled: bool = True
+    rate_limit_default: str = "300/minute"
+    rate_limit_login: str = "10/minute"
+    rate_limit_register: str = "5/minute"
+    rate_limit_chat: str = "30/minute"
+    rate_limit_chat_anonymous: str = "10/minute"
+
+    # --- HTTP hardening ------------------------------------------------------------------------
+    cors_origins: CommaList = ["http://127.0.0.1:8000", "http://localhost:8000"]
+    trusted_hosts: CommaList = ["*"]
+    # Client IP is taken from X-Forwarded-For only when the direct peer is one of these.
+    trusted_proxies: CommaList = []
+    max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # --- LLM -----------------------------------------------------------------------------------
+    llm_provider: LLMProvider = LLMProvider.auto
+    default_model: str | None = None  # unset: the provider's default (see llm/registry.py)
+    fallback_models: CommaList = []
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    google_api_key: SecretStr | None = None
+    llm_base_url: str | None = None  # any OpenAI-compatible server: vLLM, Ollama, llama.cpp
+    llm_api_key: SecretStr | None = None  # key for LLM_BASE_URL, if it wants one
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_deadline_seconds: float = Field(default=180.0, gt=0)
+    local_model: str = "qwen2.5-coder-0.5b"
+    local_model_threads: int | None = None  # unset: one per core
+    local_model_context: int = Field(default=8192, ge=512)
+
+    # --- agent ---------------------------------------------------------------------------------
+    max_message_chars: int = Field(default=16_000, ge=1)
+    max_tool_rounds: int = Field(default=5, ge=1, le=50)
+    summary_after_turns: int = Field(default=20, ge=2)
+    search_provider: Literal["duckduckgo", "searxng", "none"] = "duckduckgo"
+    searxng_url: str | None = None
+    cache_enabled: bool = False
+    cache_ttl_seconds: int = Field(default=3600, ge=1)
+
+    # --- memory --------------------------------------------------------------------------------
+    memory_enabled: bool = True
+    embedding_provider: Literal["local", "openai"] = "local"
+    memory_top_k: int = Field(default=5, ge=0, le=50)
+    memory_max_chars: int = Field(default=2000, ge=0)
+
+    _split = field_validator("cors_origins", "trusted_hosts", "trusted_proxies", "fallback_models", mode="before")(
+        _split_commas
+    )
+
+    @model_validator(mode="after")
+    def _production_guards(self) -> Settings:
+        if self.environment is not Environment.production:
+            return self
+        problems = []
+        if self.debug:
+            problems.append("DEBUG must be false in production")
+        secret = self.jwt_secret_key.get_secret_value()
+        if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_JWT_SECRET_LENGTH:
+            problems.append(
+                f"JWT_SECRET_KEY must be set to a random secret of at least {MIN_JWT_SECRET_LENGTH} "
+                "characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        if not self.database_url:
+            problems.append("DATABASE_URL must point at PostgreSQL with pgvector (no embedded database)")
+        if "*" in self.cors_origins:
+            problems.append("CORS_ORIGINS must list origins explicitly, not '*'")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.production
+
+    @property
+    def is_testing(self) -> bool:
+        return self.environment is Environment.test
+
+    @property
+    def effective_log_format(self) -> Literal["console", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "console"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.agentserver_data_dir.expanduser().resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

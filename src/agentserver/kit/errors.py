@@ -1,0 +1,153 @@
+"""Typed application errors and the one place that renders every error as `{"error", "detail"}`.
+
+Domain modules subclass `AppError` next to their code (e.g. `auth.errors`). Nothing internal — stack
+traces, SQL, keys — ever reaches a client: unexpected exceptions become a bare 500 and a log line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+
+class AppError(Exception):
+    """Base of every error a client may see. `message` is safe to show to the client."""
+
+    status_code: int = 500
+    headers: dict[str, str] | None = None
+
+    def __init__(self, message: str, status_code: int | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if headers is not None:
+            self.headers = headers
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """An OpenAPI `responses=` entry for endpoints that declare this error."""
+        return {"model": ErrorBody, "description": cls.__doc__ or cls.__name__}
+
+
+class BadRequest(AppError):
+    """The request is well-formed but cannot be processed."""
+
+    status_code = 400
+
+
+class Unauthorized(AppError):
+    """Missing, invalid or expired credentials."""
+
+    status_code = 401
+
+    def __init__(self, message: str = "Could not validate credentials"):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(AppError):
+    """The resource does not exist, or is not the caller's."""
+
+    status_code = 404
+
+
+class Conflict(AppError):
+    """The request conflicts with the current state."""
+
+    status_code = 409
+
+
+class PayloadTooLarge(AppError):
+    """The request body is larger than allowed."""
+
+    status_code = 413
+
+
+class TooManyRequests(AppError):
+    """A rate limit was hit; retry after the given time."""
+
+    status_code = 429
+
+
+class ServiceUnavailable(AppError):
+    """A dependency (database, LLM provider, ...) is not available right now."""
+
+    status_code = 503
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class ValidationErrorBody(ErrorBody):
+    errors: list[dict[str, Any]]
+
+
+def error_response(
+    error: str, detail: str, status_code: int, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status_code, headers=headers)
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    if exc.status_code >= 500:
+        log.warning("http.app_error", error=type(exc).__name__, status=exc.status_code, detail=exc.message)
+    return error_response(type(exc).__name__, exc.message, exc.status_code, exc.headers)
+
+
+def _clean_validation_error(err: Any) -> dict[str, Any]:
+    # `input` may echo a password or a whole oversized body back; `ctx` may hold exception objects.
+    return {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_clean_validation_error(e) for e in exc.errors()]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"] if part != "body")
+    detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return error_response("ValidationError", detail, 422, errors=errors)
+
+
+_HTTP_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    429: "TooManyRequests",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Framework-raised HTTP errors (unknown route, wrong method, ...) get the same body shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    name = _HTTP_NAMES.get(exc.status_code, "HTTPError")
+    detail = exc.detail if isinstance(exc.detail, str) else name
+    return error_response(name, detail, exc.status_code, dict(exc.headers or {}) or None)
+
+
+def internal_error_response() -> JSONResponse:
+    """What a client sees for any unexpected failure: nothing about the cause (it is in the log)."""
+    return error_response("InternalServerError", "Internal server error", 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Unexpected exceptions are caught by RequestContextMiddleware, inside the X-Request-ID wrapper.

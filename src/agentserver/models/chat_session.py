@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from agentserver.models.base import Base, IdMixin, TimestampMixin
+
+
+class ChatSession(IdMixin, TimestampMixin, Base):
+    __tablename__ = "chat_sessions"
+    __table_args__ = (
+        # The session list: a user's sessions, most recently active first.
+        Index(
+            "ix_chat_sessions_user_id_updated_at",
+            "user_id",
+            "updated_at",
+            postgresql_ops={"updated_at": "DESC"},
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False, default="New chat")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )

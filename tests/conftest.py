@@ -1,0 +1,146 @@
+"""Shared fixtures: a real PostgreSQL, one transaction per test, the app on an ASGI client.
+
+The database is the embedded server (under `.data/test-postgres`, reused between runs) unless
+TEST_DATABASE_URL points at another PostgreSQL with pgvector. A fresh database is created and migrated
+with the real Alembic chain once per run; every test then runs inside an outer transaction that is
+rolled back, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from agentserver.config import Environment, Settings
+from agentserver.kit import migrations
+from agentserver.kit.db import create_engine, get_db_session
+from agentserver.kit.embedded_postgres import EmbeddedPostgres
+from agentserver.main import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATA_DIR = ROOT / ".data" / "test"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[EmbeddedPostgres | None]:
+    """The embedded server, or None when TEST_DATABASE_URL is given."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield None
+        return
+    server = EmbeddedPostgres(TEST_DATA_DIR / "postgres")
+    server.start(database="postgres")
+    yield server
+    server.stop()
+
+
+def _fresh_database_url(server: EmbeddedPostgres | None, name: str) -> str:
+    if server is None:
+        return os.environ["TEST_DATABASE_URL"]
+    return server.ensure_database(name, recreate=True)
+
+
+@pytest.fixture(scope="session")
+def make_database(postgres_server: EmbeddedPostgres | None) -> Any:
+    """Factory for an empty database of one's own (migration and commit-visibility tests)."""
+
+    def make(name: str) -> str:
+        if postgres_server is None:
+            pytest.skip("needs the embedded server to create extra databases")
+        return _fresh_database_url(postgres_server, name)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: EmbeddedPostgres | None) -> str:
+    url = _fresh_database_url(postgres_server, "agentserver_test")
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment=Environment.test,
+        database_url=database_url,
+        agentserver_data_dir=tmp_path_factory.mktemp("data"),
+        log_level="WARNING",
+        llm_provider="fake",
+        memory_enabled=False,
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        yield conn
+        if transaction.is_active:
+            await transaction.rollback()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """A session inside the test's outer transaction: its commits become savepoints, rolled back after."""
+    session = AsyncSession(
+        bind=connection, expire_on_commit=False, autoflush=False, join_transaction_mode="create_savepoint"
+    )
+    yield session
+    await session.close()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The real app, with its real lifespan, once per test run."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application) as state:
+        application.state.lifespan_state = state
+        yield application
+
+
+class _WithLifespanState:
+    """What uvicorn does: copy the lifespan state into every request's scope."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["state"] = dict(self.app.state.lifespan_state)
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+async def client(app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client whose requests share the test's transaction."""
+
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        # Like the real dependency: the request's work is committed (a savepoint here) or rolled back.
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+        session.expunge_all()
+
+    app.dependency_overrides[get_db_session] = test_session
+    transport = httpx.ASGITransport(app=_WithLifespanState(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+    app.dependency_overrides.pop(get_db_session, None)
