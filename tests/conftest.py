@@ -9,7 +9,7 @@ rolled back, so tests never see each other's rows.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".data" / "test"
 
 
+# Several test runs may share the embedded server (developers, CI): every database name carries this
+# run's id, and the run drops its databases at the end.
+RUN_ID = f"{os.getpid()}"
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[EmbeddedPostgres | None]:
     """The embedded server, or None when TEST_DATABASE_URL is given."""
@@ -40,27 +45,27 @@ def postgres_server() -> Iterator[EmbeddedPostgres | None]:
     server.stop()
 
 
-def _fresh_database_url(server: EmbeddedPostgres | None, name: str) -> str:
-    if server is None:
-        return os.environ["TEST_DATABASE_URL"]
-    return server.ensure_database(name, recreate=True)
-
-
 @pytest.fixture(scope="session")
-def make_database(postgres_server: EmbeddedPostgres | None) -> Any:
+def make_database(postgres_server: EmbeddedPostgres | None) -> Iterator[Callable[[str], str]]:
     """Factory for an empty database of one's own (migration and commit-visibility tests)."""
+    created: list[str] = []
 
     def make(name: str) -> str:
         if postgres_server is None:
             pytest.skip("needs the embedded server to create extra databases")
-        return _fresh_database_url(postgres_server, name)
+        full_name = f"{name}_{RUN_ID}"
+        created.append(full_name)
+        return postgres_server.ensure_database(full_name, recreate=True)
 
-    return make
+    yield make
+    if postgres_server is not None:
+        for name in created:
+            postgres_server.drop_database(name)
 
 
 @pytest.fixture(scope="session")
-def database_url(postgres_server: EmbeddedPostgres | None) -> str:
-    url = _fresh_database_url(postgres_server, "agentserver_test")
+def database_url(postgres_server: EmbeddedPostgres | None, make_database: Callable[[str], str]) -> str:
+    url = os.environ["TEST_DATABASE_URL"] if postgres_server is None else make_database("agentserver_test")
     migrations.upgrade(url)
     return url
 

@@ -49,6 +49,11 @@ class EmbeddedPostgres:
             server.psql(f'CREATE DATABASE "{name}";')
         return make_url(server.get_uri()).set(database=name).render_as_string(hide_password=False)
 
+    def drop_database(self, name: str) -> None:
+        if not _SAFE_NAME.match(name):
+            raise ValueError(f"invalid database name {name!r}")
+        self._require_server().psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+
     def stop(self) -> None:
         if self._server is None:
             return

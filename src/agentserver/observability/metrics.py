@@ -1,0 +1,71 @@
+"""Every Prometheus metric the app exports, in one place: the contract for dashboards and alerts.
+
+Collectors are process-wide (prometheus-client's default registry), which is what a scrape of one
+process expects. Labels are bounded: route *templates*, model names from the registry/settings, tool
+names, fixed outcome words. Never raw paths, user ids or message text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+LLM_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+
+# --- HTTP ------------------------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "agentserver_http_requests_total",
+    "HTTP requests by method, route template and status",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "agentserver_http_request_duration_seconds",
+    "HTTP request latency by method and route template",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+ACTIVE_STREAMS = Gauge("agentserver_active_streams", "Open chat streams by transport (sse|websocket)", ["transport"])
+
+# --- LLM (outcome: success | error | timeout | rate_limited) ---------------------------------------
+LLM_CALLS = Counter("agentserver_llm_calls_total", "LLM calls by model and outcome", ["model", "outcome"])
+LLM_LATENCY = Histogram(
+    "agentserver_llm_call_duration_seconds", "LLM call latency by model", ["model"], buckets=LLM_LATENCY_BUCKETS
+)
+LLM_TOKENS = Counter(
+    "agentserver_llm_tokens_total", "LLM tokens by model and direction (input|output)", ["model", "direction"]
+)
+LLM_COST = Counter("agentserver_llm_cost_usd_total", "LLM cost in US dollars by model", ["model"])
+LLM_RETRIES = Counter("agentserver_llm_retries_total", "LLM call retries by model and reason", ["model", "reason"])
+LLM_FALLBACKS = Counter("agentserver_llm_fallbacks_total", "Switches to a fallback model", ["from_model", "to_model"])
+
+# --- tools (outcome: success | error | timeout) -----------------------------------------------------
+TOOL_CALLS = Counter("agentserver_tool_calls_total", "Agent tool calls by tool and outcome", ["tool", "outcome"])
+TOOL_LATENCY = Histogram(
+    "agentserver_tool_duration_seconds", "Agent tool latency by tool", ["tool"], buckets=LATENCY_BUCKETS
+)
+
+# --- chat -------------------------------------------------------------------------------------------
+CHAT_TURNS = Counter(
+    "agentserver_chat_turns_total",
+    "Chat turns by outcome (complete|error|client_disconnected|max_tool_rounds|conflict)",
+    ["outcome"],
+)
+
+# --- long-term memory (operation: search | add | delete; outcome: success | error) ------------------
+MEMORY_OPERATIONS = Counter(
+    "agentserver_memory_operations_total", "Memory operations by operation and outcome", ["operation", "outcome"]
+)
+MEMORY_LATENCY = Histogram(
+    "agentserver_memory_operation_duration_seconds",
+    "Memory operation latency by operation",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+)
+MEMORY_QUEUE_DEPTH = Gauge("agentserver_memory_queue_depth", "Memory extraction jobs waiting or running")
+
+# --- rate limits and cache ----------------------------------------------------------------------------
+RATE_LIMITED = Counter("agentserver_rate_limited_total", "Requests refused with 429 by policy", ["policy"])
+RATE_LIMIT_STORAGE_ERRORS = Counter(
+    "agentserver_rate_limit_storage_errors_total", "Rate-limit storage failures (requests were let through)"
+)
+CACHE_REQUESTS = Counter("agentserver_cache_requests_total", "Response cache lookups by result (hit|miss)", ["result"])
