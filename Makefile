@@ -33,6 +33,7 @@ lock: | $(UV) ## re-resolve requirements.lock from pyproject.toml (hashed, no in
 
 run: install ## serve the API and web UI on http://127.0.0.1:8000 (embedded DB unless DATABASE_URL)
 	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/agentserver db upgrade; fi
+	$(BIN)/agentserver model pull
 	exec $(BIN)/agentserver serve
 
 services: ## start Redis for the tests if it is not running
@@ -64,6 +65,9 @@ db-upgrade: install ## apply migrations (DATABASE_URL, or the embedded database)
 
 db-downgrade: install ## revert the last migration
 	$(BIN)/agentserver db downgrade
+
+model-pull: install ## assemble and verify the embedded model file (idempotent)
+	$(BIN)/agentserver model pull
 
 clean: ## remove the virtualenv and caches (keeps .data)
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,9 @@ from agentserver.kit.db import create_engine, get_db_session
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.main import create_app
 
+# Fixtures other domains share (auth: `user`, `auth_headers`, `other_user`, `other_auth_headers`).
+pytest_plugins = ["tests.fixtures.auth"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".data" / "test"
 
@@ -80,6 +83,12 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         log_level="WARNING",
         llm_provider="fake",
         memory_enabled=False,
+        # argon2id at its cheapest: the tests exercise the flow, not the cost (bench/login_lag.py does that).
+        password_hash_time_cost=1,
+        password_hash_memory_kib=64,
+        # Every test client is 127.0.0.1: shared limits would make unrelated tests 429 each other.
+        # tests/ratelimit/ builds its own apps with limits on.
+        rate_limit_enabled=False,
     )
 
 

@@ -25,8 +25,8 @@ async def committing_app(make_database: Callable[[str], str], settings: Settings
     app = create_app(settings.model_copy(update={"database_url": url}))
 
     @app.post("/users-ok")
-    async def create_ok(session: SessionDep) -> dict[str, str]:
-        session.add(User(email="ok@example.com", password_hash="x"))
+    async def create_ok(session: SessionDep, email: str = "ok@example.com") -> dict[str, str]:
+        session.add(User(email=email, password_hash="x"))
         return {"status": "created"}
 
     @app.post("/users-fail")
@@ -83,3 +83,27 @@ class TestUnreachableDatabase:
         assert "127.0.0.1:1/appdb" in message
         assert "DATABASE_URL" in message
         assert "topsecret" not in message
+
+
+class TestCommitBeforeResponse:
+    async def test_the_commit_happens_before_the_response_is_sent(self, committing_app: FastAPI) -> None:
+        seen_at_send: list[int] = []
+        state = committing_app.state.lifespan_state
+
+        async def app_checking_at_send(scope, receive, send):  # type: ignore[no-untyped-def]
+            scope["state"] = dict(state)
+
+            async def send_after_checking(message):  # type: ignore[no-untyped-def]
+                if message["type"] == "http.response.start":
+                    # Another connection must already see the row when the response starts.
+                    seen_at_send.append(await _count(committing_app, "early@example.com"))
+                await send(message)
+
+            await committing_app(scope, receive, send_after_checking)
+
+        transport = httpx.ASGITransport(app=app_checking_at_send)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.post("/users-ok", params={"email": "early@example.com"})
+
+        assert response.status_code == 200
+        assert seen_at_send == [1]

@@ -19,11 +19,13 @@ from agentserver.config import Settings, get_settings
 from agentserver.kit import migrations
 from agentserver.kit.db import DatabaseUnavailableError, create_engine, wait_for_database
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
+from agentserver.llm.cli import model_app
 from agentserver.observability.logging import configure_logging
 
 app = typer.Typer(help="agentserver: a production AI agent backend.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(model_app, name="model")
 
 log = structlog.get_logger("agentserver.cli")
 
@@ -76,13 +78,22 @@ def _check_reachable(url: str, timeout: float) -> None:
 def serve(
     host: str | None = typer.Option(None, help="Bind address (default: HOST setting)."),
     port: int | None = typer.Option(None, help="Port (default: PORT setting)."),
-    workers: int = typer.Option(1, min=1, help="Worker processes (needs DATABASE_URL)."),
+    workers: int = typer.Option(
+        1, min=1, help="Worker processes (needs DATABASE_URL; metrics are per worker: prefer 1 and more replicas)."
+    ),
 ) -> None:
     """Serve the API and the web UI."""
     settings = load_settings()
     if workers > 1 and not settings.database_url:
         typer.echo("agentserver: --workers > 1 needs DATABASE_URL (the embedded database is per process)", err=True)
         raise typer.Exit(2)
+    if workers > 1:
+        # Each worker keeps its own Prometheus registry and a scrape reaches whichever worker answers.
+        log.warning(
+            "serve.workers_metrics",
+            workers=workers,
+            detail="/metrics shows one worker per scrape; run one worker per container and scale with replicas",
+        )
     if settings.database_url:
         _check_reachable(settings.database_url, settings.database_connect_timeout_seconds)
     uvicorn.run(

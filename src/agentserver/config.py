@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Development default for JWT_SECRET_KEY: it works out of the box on a laptop and production refuses it.
 DEFAULT_JWT_SECRET = "insecure-development-secret-change-me"  # noqa: S105 - refused in production
 MIN_JWT_SECRET_LENGTH = 32
+MIN_PRODUCTION_PASSWORD_HASH_MEMORY_KIB = 19_456  # OWASP's argon2id floor (19 MiB)
 
 
 class Environment(enum.StrEnum):
@@ -69,12 +70,18 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1)
     database_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     redis_url: str | None = None
+    # Prefix of every Redis key this app writes: deployments (or test runs) sharing a Redis stay apart.
+    redis_key_prefix: str = Field(default="agentserver", min_length=1, max_length=64)
 
     # --- auth --------------------------------------------------------------------------------
     jwt_secret_key: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_expire_minutes: int = Field(default=30, ge=1)
     refresh_token_expire_days: int = Field(default=7, ge=1)
+    # argon2id cost (RFC 9106's second recommendation: t=3, 64 MiB, 4 lanes). Tests lower it to stay fast;
+    # production refuses less than OWASP's minimum memory.
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(default=65_536, ge=32, le=4_194_304)
 
     # --- rate limits (syntax of the `limits` library: "N/second|minute|hour|day") --------------
     rate_limit_enabled: bool = True
@@ -90,6 +97,8 @@ class Settings(BaseSettings):
     # Client IP is taken from X-Forwarded-For only when the direct peer is one of these.
     trusted_proxies: CommaList = []
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Production only: redirect plain HTTP to HTTPS (X-Forwarded-Proto is believed from TRUSTED_PROXIES only).
+    https_redirect: bool = False
 
     # --- LLM -----------------------------------------------------------------------------------
     llm_provider: LLMProvider = LLMProvider.auto
@@ -121,6 +130,14 @@ class Settings(BaseSettings):
     embedding_provider: Literal["local", "openai"] = "local"
     memory_top_k: int = Field(default=5, ge=0, le=50)
     memory_max_chars: int = Field(default=2000, ge=0)
+    # Extraction (mem0 add) runs after the reply in background workers fed by a bounded in-process queue.
+    # One worker by default: on the embedded model an extraction holds one of its two slots for ~30-50 s
+    # on 2 cores, and chat needs the other. Raise it with a hosted LLM.
+    memory_queue_size: int = Field(default=1000, ge=1)
+    memory_workers: int = Field(default=1, ge=1, le=32)
+    memory_drain_timeout_seconds: float = Field(default=30.0, ge=0)
+    # A slow memory store must not stall a chat turn: past this, the turn goes on without memories.
+    memory_search_timeout_seconds: float = Field(default=5.0, gt=0)
 
     _split = field_validator("cors_origins", "trusted_hosts", "trusted_proxies", "fallback_models", mode="before")(
         _split_commas
@@ -141,6 +158,8 @@ class Settings(BaseSettings):
             )
         if not self.database_url:
             problems.append("DATABASE_URL must point at PostgreSQL with pgvector (no embedded database)")
+        if self.password_hash_memory_kib < MIN_PRODUCTION_PASSWORD_HASH_MEMORY_KIB:
+            problems.append(f"PASSWORD_HASH_MEMORY_KIB must be at least {MIN_PRODUCTION_PASSWORD_HASH_MEMORY_KIB}")
         if "*" in self.cors_origins:
             problems.append("CORS_ORIGINS must list origins explicitly, not '*'")
         if problems:

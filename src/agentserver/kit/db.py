@@ -107,5 +107,7 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_db_session)]
+# scope="function": commit (or roll back) when the endpoint returns, *before* the response is sent, so a
+# client never sees success for a commit that then fails, and a streaming response holds no connection.
+SessionDep = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]

@@ -146,8 +146,25 @@ def internal_error_response() -> JSONResponse:
     return error_response("InternalServerError", "Internal server error", 500)
 
 
+def _document_validation_errors(app: FastAPI) -> None:
+    """FastAPI documents every 422 as its own `HTTPValidationError` ({"detail": [...]}); the handler
+    above answers `{"error", "detail", "errors"}`. Make the schema say what the API really sends."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in components:
+                components["HTTPValidationError"] = ValidationErrorBody.model_json_schema()
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # Unexpected exceptions are caught by RequestContextMiddleware, inside the X-Request-ID wrapper.
+    _document_validation_errors(app)

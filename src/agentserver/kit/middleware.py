@@ -11,6 +11,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentserver.kit.errors import internal_error_response
+from agentserver.observability.http import observe_http_request
 
 log = structlog.get_logger("agentserver.http")
 
@@ -80,11 +81,14 @@ class RequestContextMiddleware:
             await internal_error_response()(scope, receive, send_wrapper)
         finally:
             if scope["type"] == "http":
+                route = route_template(scope)
+                duration = time.perf_counter() - start
+                observe_http_request(scope.get("method", ""), route, status, duration)
                 log.info(
                     "http.request",
                     method=scope.get("method"),
-                    route=route_template(scope),
+                    route=route,
                     status=status,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                    duration_ms=round(duration * 1000, 2),
                 )
             structlog.contextvars.clear_contextvars()

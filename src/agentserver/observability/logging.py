@@ -3,48 +3,123 @@
 Configured once, by `create_app()` or the CLI, never at import. Standard-library loggers (uvicorn,
 alembic, sqlalchemy, httpx) go through the same renderer so every line has the same shape, and every
 line logged during a request carries the bound request context (request_id, user_id, session_id).
+
+Two rules keep logs safe to ship to a log store:
+- secrets never appear at any level: credential-like keys are replaced, and `scheme://user:pass@`
+  credentials inside any string value are masked;
+- conversation content (messages, prompts, completions, memory text, search queries) appears only at
+  DEBUG: above it the value is replaced by its length, so an operator still sees that it was there.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.config
-from typing import Any
+import re
+from typing import Any, Literal
 
 import structlog
 
 from agentserver.config import Settings
 
 # Keys never written at any level: values are replaced, the key stays so the event is still readable.
-_REDACTED_KEYS = frozenset(
-    {"password", "token", "access_token", "refresh_token", "authorization", "api_key", "secret", "jwt"}
+_SECRET_KEYS = frozenset(
+    {
+        "password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "api_key",
+        "secret",
+        "jwt",
+        "cookie",
+        "set_cookie",
+        "credentials",
+    }
 )
+# Suffixes catch `new_password`, `openai_api_key`, `jwt_secret_key`, `id_token`; not `input_tokens`
+# (counts are fine to log, and matter for cost).
+_SECRET_SUFFIXES = ("password", "_token", "_secret", "_api_key", "secret_key")
+# Conversation content: allowed at DEBUG only.
+_CONTENT_KEYS = frozenset(
+    {"content", "message", "messages", "prompt", "completion", "text", "query", "memory", "memories", "args"}
+)
+# `postgresql://agent:hunter2@db/agent` -> `postgresql://agent:***@db/agent`
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+
+REDACTED = "[redacted]"
 
 
-def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    for key in event_dict.keys() & _REDACTED_KEYS:
-        event_dict[key] = "[redacted]"
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return lowered in _SECRET_KEYS or lowered.endswith(_SECRET_SUFFIXES)
+
+
+def _content_placeholder(value: Any) -> str:
+    try:
+        return f"[{len(value)} chars]" if isinstance(value, str) else f"[{len(value)} items]"
+    except TypeError:
+        return REDACTED
+
+
+def redact(_: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: mask secrets always and conversation content above DEBUG."""
+    debug = method_name == "debug"
+    for key, value in event_dict.items():
+        # The event is a dotted name for our lines but a free-form message for library (stdlib) lines.
+        if key != "event" and _is_secret_key(key):
+            event_dict[key] = REDACTED
+        elif key != "event" and not debug and key in _CONTENT_KEYS:
+            event_dict[key] = _content_placeholder(value)
+        elif isinstance(value, str) and "://" in value:
+            event_dict[key] = _mask_url_credentials(value)
     return event_dict
 
 
-def configure_logging(settings: Settings) -> None:
-    level = logging.getLevelName(settings.log_level)
-    shared: list[Any] = [
+def _mask_url_credentials(text: str) -> str:
+    return _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def _redact_exception(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Tracebacks are rendered after `redact` ran; driver errors like to quote the DSN."""
+    exception = event_dict.get("exception")
+    if isinstance(exception, str) and "://" in exception:
+        event_dict["exception"] = _mask_url_credentials(exception)
+    return event_dict
+
+
+def shared_processors() -> list[Any]:
+    """The processors every line goes through, structlog's and foreign (stdlib) ones alike."""
+    return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact,
+        redact,
     ]
-    renderer: Any
-    if settings.effective_log_format == "json":
-        renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.format_exc_info)
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
 
+
+def build_formatter(log_format: Literal["console", "json"]) -> structlog.stdlib.ProcessorFormatter:
+    """The stdlib formatter that renders every record (also used by tests to read lines as JSON)."""
+    renderer: Any
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+        final: list[Any] = [structlog.processors.format_exc_info, _redact_exception, renderer]
+    else:
+        # Rich tracebacks, but without frame locals: those hold passwords, tokens and message text.
+        traceback = structlog.dev.RichTracebackFormatter(show_locals=False, color_system=None)
+        final = [structlog.dev.ConsoleRenderer(colors=False, exception_formatter=traceback)]
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+        foreign_pre_chain=shared_processors(),
+    )
+
+
+def configure_logging(settings: Settings) -> None:
+    level = logging.getLevelName(settings.log_level)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -54,11 +129,7 @@ def configure_logging(settings: Settings) -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {
-                "structlog": {
-                    "()": structlog.stdlib.ProcessorFormatter,
-                    "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-                    "foreign_pre_chain": shared,
-                }
+                "structlog": {"()": build_formatter, "log_format": settings.effective_log_format},
             },
             "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "structlog"}},
             "root": {"handlers": ["default"], "level": level},

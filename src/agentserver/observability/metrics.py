@@ -51,7 +51,9 @@ CHAT_TURNS = Counter(
     ["outcome"],
 )
 
-# --- long-term memory (operation: search | add | delete; outcome: success | error) ------------------
+# --- long-term memory (operation: search | add | delete | list; outcome: success | error, plus
+# add/dropped: an extraction job refused by a full queue or lost at shutdown, and search/timeout: a
+# chat turn went on without memories) -------------------------------------------------------------
 MEMORY_OPERATIONS = Counter(
     "agentserver_memory_operations_total", "Memory operations by operation and outcome", ["operation", "outcome"]
 )
@@ -63,9 +65,17 @@ MEMORY_LATENCY = Histogram(
 )
 MEMORY_QUEUE_DEPTH = Gauge("agentserver_memory_queue_depth", "Memory extraction jobs waiting or running")
 
+# --- database connection pool (read from the engine's pool at scrape time by observability/db_pool.py;
+# pool: app; state: checked_out | idle | overflow) ------------------------------------------------
+DB_POOL_CONNECTIONS = "agentserver_db_pool_connections"
+DB_POOL_MAX_CONNECTIONS = "agentserver_db_pool_max_connections"
+
 # --- rate limits and cache ----------------------------------------------------------------------------
 RATE_LIMITED = Counter("agentserver_rate_limited_total", "Requests refused with 429 by policy", ["policy"])
 RATE_LIMIT_STORAGE_ERRORS = Counter(
     "agentserver_rate_limit_storage_errors_total", "Rate-limit storage failures (requests were let through)"
 )
 CACHE_REQUESTS = Counter("agentserver_cache_requests_total", "Response cache lookups by result (hit|miss)", ["result"])
+CACHE_ERRORS = Counter(
+    "agentserver_cache_errors_total", "Response cache storage failures (lookups became misses, stores were skipped)"
+)

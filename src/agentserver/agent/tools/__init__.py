@@ -1,0 +1,136 @@
+"""The agent's tools and the one place that runs them safely.
+
+Each tool is a LangChain StructuredTool with a bounded pydantic schema. `run_tool_call` turns every
+failure — unknown tool, invalid arguments, an exception, a timeout — into an error text for the model,
+so a failing tool never aborts the turn. Identity (user, session) never comes from model arguments:
+tools that need it read the server-side turn context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from langchain_core.messages import ToolCall, ToolMessage
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, Field, ValidationError
+
+from agentserver.agent.tools.calculator import CalculatorError, evaluate
+from agentserver.agent.tools.weather import OpenMeteo, WeatherError
+from agentserver.agent.tools.web_search import (
+    MAX_RESULTS,
+    SearchBackend,
+    SearchUnavailableError,
+    format_results,
+)
+from agentserver.observability.metrics import TOOL_CALLS, TOOL_LATENCY
+
+log = structlog.get_logger(__name__)
+
+TOOL_TIMEOUT_SECONDS = 20.0
+MAX_TOOL_OUTPUT_CHARS = 4000
+
+
+class CalculatorArgs(BaseModel):
+    # No example value here: small models copy examples from schemas verbatim.
+    expression: str = Field(max_length=200, description="The arithmetic expression to evaluate, using numbers only")
+
+
+class SearchArgs(BaseModel):
+    query: str = Field(min_length=1, max_length=300, description="What to search the web for")
+
+
+class WeatherArgs(BaseModel):
+    location: str = Field(min_length=1, max_length=100, description="City or place name")
+
+
+def build_tools(*, search: SearchBackend | None, weather: OpenMeteo | None) -> list[BaseTool]:
+    async def calculator(expression: str) -> str:
+        return str(evaluate(expression))
+
+    tools: list[BaseTool] = [
+        StructuredTool.from_function(
+            coroutine=calculator,
+            name="calculator",
+            description="Evaluate an arithmetic expression with numbers. Only for math questions.",
+            args_schema=CalculatorArgs,
+        )
+    ]
+    if search is not None:
+        backend = search
+
+        async def web_search(query: str) -> str:
+            return format_results(query, await backend.search(query, MAX_RESULTS))
+
+        tools.append(
+            StructuredTool.from_function(
+                coroutine=web_search,
+                name="web_search",
+                description="Search the web for current information. Returns titles, links and snippets.",
+                args_schema=SearchArgs,
+            )
+        )
+    if weather is not None:
+        service = weather
+
+        async def get_weather(location: str) -> str:
+            return await service.current(location)
+
+        tools.append(
+            StructuredTool.from_function(
+                coroutine=get_weather,
+                name="get_weather",
+                description="Current weather for a city or place.",
+                args_schema=WeatherArgs,
+            )
+        )
+    return tools
+
+
+# Failures whose message is written for the model; anything else is logged and reported generically.
+_EXPECTED_ERRORS = (CalculatorError, WeatherError)
+
+
+async def run_tool_call(tools: Sequence[BaseTool], call: ToolCall) -> ToolMessage:
+    """Run one tool call; always returns a ToolMessage (status "error" on failure)."""
+    name, call_id = call["name"], call.get("id") or ""
+    by_name = {tool.name: tool for tool in tools}
+    tool = by_name.get(name)
+    if tool is None:
+        TOOL_CALLS.labels(tool="unknown", outcome="error").inc()
+        available = ", ".join(sorted(by_name)) or "none"
+        return ToolMessage(
+            f"Error: unknown tool {name!r}. Available: {available}.", tool_call_id=call_id, name=name, status="error"
+        )
+    started = time.perf_counter()
+    outcome, content = "success", ""
+    try:
+        result: Any = await asyncio.wait_for(tool.ainvoke(call.get("args") or {}), TOOL_TIMEOUT_SECONDS)
+        content = str(result)
+    except ValidationError as exc:
+        outcome = "error"
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        content = f"Error: invalid arguments for {name}: {problems}"
+    except _EXPECTED_ERRORS as exc:
+        outcome = "error"
+        content = f"Error: {exc}"
+    except SearchUnavailableError:
+        outcome = "error"
+        content = "Error: search unavailable (no network access to the search service). Answer from what you know."
+    except TimeoutError:
+        outcome = "timeout"
+        content = f"Error: {name} timed out."
+    except Exception:
+        outcome = "error"
+        log.exception("tool.failed", tool=name)
+        content = f"Error: {name} failed unexpectedly."
+    finally:
+        TOOL_LATENCY.labels(tool=name).observe(time.perf_counter() - started)
+    TOOL_CALLS.labels(tool=name, outcome=outcome).inc()
+    log.info("tool.called", tool=name, outcome=outcome, duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    if len(content) > MAX_TOOL_OUTPUT_CHARS:
+        content = content[:MAX_TOOL_OUTPUT_CHARS] + " …[truncated]"
+    return ToolMessage(content, tool_call_id=call_id, name=name, status="error" if outcome != "success" else "success")

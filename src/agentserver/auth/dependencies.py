@@ -1,0 +1,63 @@
+"""Auth dependencies: `CurrentUser` for every protected route, and the app's password hasher.
+
+from agentserver.auth.dependencies import CurrentUser
+
+@router.get("/things")
+async def list_things(user: CurrentUser, session: SessionDep) -> ...
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from agentserver.auth.schemas import TOKEN_MAX_LENGTH
+from agentserver.auth.security import PasswordHasher
+from agentserver.auth.service import UserDeletionHook
+from agentserver.auth.service import auth as auth_service
+from agentserver.config import Settings
+from agentserver.kit.db import SessionDep
+from agentserver.kit.errors import Unauthorized
+from agentserver.models import User
+
+# auto_error=False: a missing header becomes our Unauthorized (standard body), not FastAPI's HTTPException.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def get_password_hasher(request: Request) -> PasswordHasher:
+    """The app's hasher (built in the lifespan). Tests override this dependency to swap it."""
+    hasher: PasswordHasher = request.state.password_hasher
+    return hasher
+
+
+def get_user_deletion_hooks(request: Request) -> list[UserDeletionHook]:
+    hooks: list[UserDeletionHook] = request.state.user_deletion_hooks
+    return hooks
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+UserDeletionHooksDep = Annotated[list[UserDeletionHook], Depends(get_user_deletion_hooks)]
+
+
+async def get_current_user(
+    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    """The user of the request's bearer access token; 401 if missing, invalid, expired or the user is gone."""
+    if not token or len(token) > TOKEN_MAX_LENGTH:
+        raise Unauthorized("Not authenticated")
+    user = await auth_service.authenticate_access_token(session, settings, token)
+    # Every log line of the rest of the request carries the user.
+    structlog.contextvars.bind_contextvars(user_id=str(user.id))
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -1,0 +1,307 @@
+"""mem0 wiring: AsyncMemory on pgvector in the application database, with our embedder and LLM.
+
+Storage: mem0's pgvector store, one table per embedding model and dimension (`mem0_minilm_l6_384`,
+`mem0_openai_te3_small_1536`), with an HNSW cosine index and an index on the owner, so a per-user search
+never walks other users' rows. Everything mem0 keeps lives in that table: its SQLite side store (change
+history, each user's last raw messages) is replaced by a stateless one, so erasing a user is one DELETE,
+and N API processes share one truth.
+
+No network: telemetry is off (see `agentserver.memory`), the embedder is local ONNX unless
+EMBEDDING_PROVIDER=openai, and the LLM is the app's own model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import mem0.memory.telemetry
+import mem0.utils.spacy_models
+import psycopg
+import structlog
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
+from mem0 import AsyncMemory
+from mem0.configs.base import MemoryConfig
+from mem0.configs.embeddings.base import BaseEmbedderConfig
+from mem0.configs.llms.base import BaseLlmConfig
+from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT
+from mem0.embeddings.base import EmbeddingBase
+from mem0.embeddings.openai import OpenAIEmbedding
+from mem0.llms.base import LLMBase
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from agentserver.config import Settings
+from agentserver.kit.db import libpq_url
+from agentserver.memory.embeddings import LocalEmbedder, Mem0LocalEmbedding
+from agentserver.memory.service import MemoryService, MemoryStore, VectorTable
+
+log = structlog.get_logger(__name__)
+
+if mem0.memory.telemetry.MEM0_TELEMETRY:  # pragma: no cover - an import-order bug, see memory/__init__.py
+    raise RuntimeError("mem0 was imported before agentserver.memory and has telemetry on; import order is wrong")
+
+# mem0's optional spaCy features (BM25 lemmas, entity links) download a model from the internet on first
+# use when spaCy is installed. spaCy is not a dependency; this keeps the behaviour offline even if it is.
+mem0.utils.spacy_models._load_failed_full = True
+mem0.utils.spacy_models._load_failed_lemma = True
+
+OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
+OPENAI_EMBEDDING_DIMENSIONS = 1536
+# mem0's extraction system prompt is ~8k tokens of rules and examples: more than the embedded model's
+# whole context, and ~8k paid input tokens per chat turn on a hosted model. This is the same contract
+# (ADD-only facts from the new messages, JSON `{"memory": [...]}`) in a few hundred tokens.
+COMPACT_EXTRACTION_PROMPT = """You extract long-term memories about the user from the latest exchange of a conversation.
+
+The input has sections: "Existing Memories" (already stored: use them only to avoid duplicates), "New Messages"
+(the latest user message and assistant reply: extract only from these), and the current date.
+
+Extract what is worth remembering in future conversations: the user's name, family and relationships,
+preferences and dislikes, diet and health, work and studies, where they live, plans, goals, and concrete
+recommendations or decisions the assistant gave that the user may refer to later.
+
+Rules:
+- Each memory is one short, self-contained sentence in the third person, starting with "User"
+  (for example "User is vegetarian").
+- Write each memory in the language the user wrote in.
+- Skip greetings, small talk, and questions that reveal nothing about the user.
+- Skip facts that Existing Memories already hold.
+- Never invent anything. If there is nothing to remember, return an empty list.
+
+Answer with JSON only, no prose and no code fence, in exactly this shape:
+{"memory": [{"id": "0", "text": "User is vegetarian"}, {"id": "1", "text": "User lives in Busan"}]}
+"""
+_SCHEMA_LOCK = 7_312_004_201  # pg_advisory_xact_lock key: concurrent processes create the table once
+
+
+# --- adapters mem0 calls --------------------------------------------------------------------------------------
+
+
+class LangChainExtractionLLM(LLMBase):  # type: ignore[misc]
+    """mem0's LLM interface over the app's LangChain model (`LLMService.cheap_model()`).
+
+    mem0 calls `generate_response` from a worker thread. The call is scheduled on the app's event loop,
+    so it goes through the model's async client with its retries, fallbacks and metrics, and the worker
+    thread waits for the answer. (mem0's own "langchain" provider needs the full `langchain` package.)
+    """
+
+    def __init__(
+        self, model: Runnable[LanguageModelInput, BaseMessage], loop: asyncio.AbstractEventLoop, timeout: float
+    ) -> None:
+        super().__init__(BaseLlmConfig())
+        self.model = model
+        self.loop = loop
+        self.timeout = timeout
+        self._pending: set[concurrent.futures.Future[BaseMessage]] = set()
+
+    def generate_response(
+        self,
+        messages: list[dict[str, str]],
+        response_format: Any = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str = "auto",
+        **kwargs: Any,
+    ) -> str:
+        if _running_loop() is self.loop:
+            raise RuntimeError("generate_response() would deadlock on the event loop thread")
+        prompt = [_to_langchain(message) for message in messages]
+        future = asyncio.run_coroutine_threadsafe(self.model.ainvoke(prompt), self.loop)
+        self._pending.add(future)
+        try:
+            answer = future.result(timeout=self.timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+        finally:
+            self._pending.discard(future)
+        text = answer.text if isinstance(answer.text, str) else str(answer.content)
+        return text
+
+    def cancel_pending(self) -> None:
+        """Release worker threads still waiting for the model (shutdown: their jobs were given up)."""
+        for future in list(self._pending):
+            future.cancel()
+
+
+def _to_langchain(message: dict[str, str]) -> BaseMessage:
+    role, content = message.get("role"), message.get("content", "")
+    if role == "system":
+        if content.startswith(ADDITIVE_EXTRACTION_PROMPT):
+            return SystemMessage(COMPACT_EXTRACTION_PROMPT)
+        return SystemMessage(content)
+    if role == "assistant":
+        return AIMessage(content)
+    return HumanMessage(content)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _StatelessHistory:
+    """Replaces mem0's SQLite side store (change history and each user's last 10 raw messages).
+
+    A file per process would hold personal data outside PostgreSQL, survive user erasure on other hosts
+    and disagree between API processes. Extraction gets its context from the exchange we pass instead.
+    """
+
+    def add_history(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def batch_add_history(self, records: list[dict[str, Any]]) -> None:
+        return None
+
+    def get_history(self, memory_id: str) -> list[dict[str, Any]]:
+        return []
+
+    def save_messages(self, messages: list[dict[str, Any]], session_scope: str) -> None:
+        return None
+
+    def get_last_messages(self, session_scope: str, limit: int = 10) -> list[dict[str, Any]]:
+        return []
+
+    def reset(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+# --- construction ---------------------------------------------------------------------------------------------
+
+
+def _vector_table(settings: Settings) -> VectorTable:
+    # Vectors of different models are not comparable even at equal dimensions: one table per model.
+    if settings.embedding_provider == "openai":
+        return VectorTable(f"mem0_openai_te3_small_{OPENAI_EMBEDDING_DIMENSIONS}", OPENAI_EMBEDDING_DIMENSIONS)
+    return VectorTable("mem0_minilm_l6_384", 384)
+
+
+def _configure_connection(conn: psycopg.Connection[Any]) -> None:
+    # With a per-user filter, a plain HNSW scan returns ef_search (40) candidates and filters them
+    # afterwards: a user whose memories are not among them would get nothing. Iterative scans (pgvector
+    # 0.8) keep scanning until the LIMIT is filled.
+    conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    conn.commit()
+
+
+def ensure_schema(pool: ConnectionPool[Any], table: VectorTable) -> None:
+    """Create the vector table and its indexes if missing (what mem0 would, plus the owner index)."""
+    name = sql.Identifier(table.name)
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (id UUID PRIMARY KEY, vector vector({}), payload JSONB)").format(
+                name, sql.Literal(table.dimensions)
+            )
+        )
+        row = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attname = 'vector'",
+            (table.name,),
+        ).fetchone()
+        if row is None or row[0] != f"vector({table.dimensions})":
+            raise RuntimeError(
+                f"table {table.name} holds {row[0] if row else 'no vectors'}, not vector({table.dimensions})"
+            )
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (vector vector_cosine_ops)").format(
+                sql.Identifier(f"{table.name}_hnsw_idx"), name
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (to_tsvector('simple', payload->>'text_lemmatized'))"
+            ).format(sql.Identifier(f"{table.name}_text_lemmatized_idx"), name)
+        )
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ((payload->>'user_id'))").format(
+                sql.Identifier(f"{table.name}_user_id_idx"), name
+            )
+        )
+
+
+def _build_embedder(settings: Settings) -> EmbeddingBase:
+    if settings.embedding_provider == "openai":
+        if settings.openai_api_key is None:
+            raise RuntimeError("EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY")
+        # mem0's own OpenAI embedder (it passes `dimensions` to the API when embedding_dims is set).
+        return OpenAIEmbedding(
+            BaseEmbedderConfig(
+                model=OPENAI_EMBEDDING_MODEL,
+                api_key=settings.openai_api_key.get_secret_value(),
+                embedding_dims=OPENAI_EMBEDDING_DIMENSIONS,
+            )
+        )
+    return Mem0LocalEmbedding(LocalEmbedder.load())
+
+
+def build_async_memory(
+    pool: ConnectionPool[Any], table: VectorTable, embedder: EmbeddingBase, llm: LLMBase
+) -> AsyncMemory:
+    """mem0's AsyncMemory on our pool, embedder and LLM.
+
+    mem0 2.2 builds its LLM and embedder from provider names only, so it is configured with inert
+    placeholders (an OpenAI client that is never called, pointing at a closed loopback port) that are
+    replaced right away; construction makes no network call.
+    """
+    placeholder = {"api_key": "unused", "openai_base_url": "http://127.0.0.1:9/unused"}
+    config = MemoryConfig(
+        vector_store={
+            "provider": "pgvector",
+            "config": {
+                "collection_name": table.name,
+                "embedding_model_dims": table.dimensions,
+                "connection_pool": pool,
+                "hnsw": True,
+            },
+        },
+        llm={"provider": "openai", "config": placeholder},
+        embedder={"provider": "openai", "config": {**placeholder, "embedding_dims": table.dimensions}},
+        history_db_path=":memory:",
+    )
+    memory = AsyncMemory(config)
+    memory.db.close()
+    memory.db = _StatelessHistory()
+    memory.embedding_model = embedder
+    memory.llm = llm
+    return memory
+
+
+@asynccontextmanager
+async def start_memory(
+    settings: Settings, database_url: str, model: Runnable[LanguageModelInput, BaseMessage]
+) -> AsyncIterator[MemoryService]:
+    """The running service (workers started); on exit the queue is drained and the pool closed."""
+    table = _vector_table(settings)
+    embedder = await asyncio.to_thread(_build_embedder, settings)
+    pool: ConnectionPool[Any] = ConnectionPool(
+        libpq_url(database_url),
+        min_size=1,
+        max_size=max(2, settings.memory_workers + 2),
+        open=False,
+        configure=_configure_connection,
+        name="memory",
+    )
+    async with AsyncExitStack() as stack:
+        await asyncio.to_thread(pool.open, wait=True, timeout=settings.database_connect_timeout_seconds)
+        stack.push_async_callback(asyncio.to_thread, pool.close)
+        await asyncio.to_thread(ensure_schema, pool, table)
+        llm = LangChainExtractionLLM(model, asyncio.get_running_loop(), timeout=settings.llm_deadline_seconds)
+        memory = await asyncio.to_thread(build_async_memory, pool, table, embedder, llm)
+        service = MemoryService(memory, MemoryStore(pool, table), settings)
+        service.start()
+        # After the drain (LIFO): a thread still blocked on the model would otherwise hold up process exit.
+        stack.callback(llm.cancel_pending)
+        stack.push_async_callback(service.close)
+        log.info("memory.started", table=table.name, embedding_provider=settings.embedding_provider)
+        yield service

@@ -1,0 +1,135 @@
+"""Chat tests run against an app on a database of their own, with real commits.
+
+A chat turn persists from its own task and LangGraph's checkpointer uses its own connections, so the
+rolled-back per-test transaction cannot hold them. Every test creates its own users and sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from agentserver.config import Settings
+from agentserver.kit import migrations
+from agentserver.kit.db import session_scope
+from agentserver.llm.fake import FakeChatModel
+from agentserver.main import create_app
+from agentserver.models import Message
+from tests.factories import auth_headers_for, create_user
+
+
+@pytest.fixture(scope="package")
+async def chat_database(make_database: Callable[[str], str]) -> str:
+    url = make_database("agentserver_chat")
+    await asyncio.to_thread(migrations.upgrade, url)
+    return url
+
+
+@pytest.fixture(scope="package")
+def chat_settings(settings: Settings, chat_database: str) -> Settings:
+    return settings.model_copy(
+        update={
+            "database_url": chat_database,
+            "summary_after_turns": 4,
+            "max_tool_rounds": 2,
+            "search_provider": "none",
+        }
+    )
+
+
+class StateInjector:
+    """What uvicorn does with lifespan state: copy it into every request's scope."""
+
+    def __init__(self, app: FastAPI, state: dict[str, Any]) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope["state"] = dict(self.state)
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class ChatHarness:
+    app: FastAPI
+    state: dict[str, Any]
+    asgi: StateInjector
+    settings: Settings
+
+    @property
+    def fake(self) -> FakeChatModel:
+        return self.state["llm"].fake
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.asgi), base_url="http://testserver")
+
+    async def new_user(self) -> dict[str, str]:
+        async with session_scope(self.state["sessionmaker"]) as session:
+            user = await create_user(session)
+        return auth_headers_for(self.settings, user)
+
+    async def new_session(self, headers: dict[str, str]) -> str:
+        async with self.client() as http:
+            response = await http.post("/api/v1/sessions", json={"name": "test"}, headers=headers)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    async def messages(self, session_id: str) -> list[Message]:
+        async with session_scope(self.state["sessionmaker"]) as session:
+            rows = await session.scalars(
+                select(Message).where(Message.session_id == session_id).order_by(Message.created_at)
+            )
+            return list(rows.all())
+
+
+async def start_harness(settings: Settings) -> tuple[ChatHarness, Any]:
+    app = create_app(settings)
+    lifespan = app.router.lifespan_context(app)
+    state = dict(await lifespan.__aenter__())
+    return ChatHarness(app, state, StateInjector(app, state), settings), lifespan
+
+
+@pytest.fixture(scope="package")
+async def harness(chat_settings: Settings) -> AsyncIterator[ChatHarness]:
+    harness, lifespan = await start_harness(chat_settings)
+    yield harness
+    await lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture
+def fake(harness: ChatHarness) -> FakeChatModel:
+    harness.fake.set_script([])
+    return harness.fake
+
+
+@pytest.fixture
+async def live_url(harness: ChatHarness) -> AsyncIterator[str]:
+    """The app on a real socket: needed where the client must really go away mid-stream."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(harness.asgi, host="127.0.0.1", port=port, lifespan="off", log_config=None))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn.Server exposes only this flag
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events

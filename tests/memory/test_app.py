@@ -1,0 +1,173 @@
+"""The real app with MEMORY_ENABLED=true, on its own database with real commits: the lifespan starts the
+service, the endpoints reach it, DELETE /api/v1/auth/me erases the user's memories (the user-deletion
+hook), and chat turns recall and extract memories (scripted model) without touching the network."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from agentserver.kit import migrations
+from agentserver.kit.db import session_scope
+from agentserver.main import create_app
+from agentserver.memory.service import MemoryService
+from tests.factories import auth_headers_for, create_user
+from tests.memory.conftest import extraction, memory_settings_for
+from tests.memory.netaudit import no_remote_connections
+
+URL = "/api/v1/memories"
+
+
+class _WithState:
+    def __init__(self, app: FastAPI, state: dict[str, Any]) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope["state"] = dict(self.state)
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+async def app_state(
+    make_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[FastAPI, dict[str, Any]]]:
+    url = make_database("agentserver_memory_app")
+    await asyncio.to_thread(migrations.upgrade, url)
+    settings = memory_settings_for(
+        url,
+        Path(tmp_path_factory.mktemp("memory-app")),
+        rate_limit_enabled=False,
+        password_hash_time_cost=1,
+        password_hash_memory_kib=64,
+        search_provider="none",
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
+        yield app, dict(state)
+
+
+async def _new_user(state: dict[str, Any]) -> tuple[uuid.UUID, dict[str, str]]:
+    async with session_scope(state["sessionmaker"]) as session:
+        user = await create_user(session)
+    return user.id, auth_headers_for(state["settings"], user)
+
+
+def _client(app: FastAPI, state: dict[str, Any]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=_WithState(app, state)), base_url="http://testserver")
+
+
+class TestMemoryEnabledApp:
+    async def test_the_lifespan_starts_the_service(self, app_state: tuple[FastAPI, dict[str, Any]]) -> None:
+        app, state = app_state
+        _, headers = await _new_user(state)
+
+        async with _client(app, state) as http:
+            response = await http.get(URL, headers=headers)
+
+        assert isinstance(state["memory"], MemoryService)
+        assert response.status_code == 200
+        assert response.json() == {"memories": []}
+
+    async def test_deleting_the_account_erases_the_memories(self, app_state: tuple[FastAPI, dict[str, Any]]) -> None:
+        app, state = app_state
+        memory: MemoryService = state["memory"]
+        user_id, headers = await _new_user(state)
+        state["llm"].fake.set_script([extraction("User is vegetarian")])
+        memory.enqueue_extraction(user_id, None, "I am vegetarian", "Noted.")
+        await memory.join()
+        assert [item.text for item in await memory.list(user_id)] == ["User is vegetarian"]
+
+        async with _client(app, state) as http:
+            response = await http.delete("/api/v1/auth/me", headers=headers)
+
+        assert response.status_code == 204
+        assert await memory.list(user_id) == []
+
+
+class TestChatTurnsUseMemory:
+    async def test_a_fact_from_session_a_reaches_the_prompt_in_session_b(
+        self, app_state: tuple[FastAPI, dict[str, Any]]
+    ) -> None:
+        app, state = app_state
+        memory: MemoryService = state["memory"]
+        fake = state["llm"].fake
+        _, headers = await _new_user(state)
+        fake.set_script(["Noted, no meat for you.", extraction("User is vegetarian"), "How about a mushroom risotto?"])
+
+        async with _client(app, state) as http:
+            session_a = (await http.post("/api/v1/sessions", json={"name": "A"}, headers=headers)).json()["id"]
+            first = await http.post(
+                "/api/v1/chatbot/chat", json={"session_id": session_a, "message": "I am vegetarian"}, headers=headers
+            )
+            await memory.join()  # the extraction runs after the reply, off the request path
+            session_b = (await http.post("/api/v1/sessions", json={"name": "B"}, headers=headers)).json()["id"]
+            second = await http.post(
+                "/api/v1/chatbot/chat",
+                json={"session_id": session_b, "message": "What should I cook for dinner?"},
+                headers=headers,
+            )
+
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert second.json()["message"] == "How about a mushroom risotto?"
+        system_prompt = str(fake.prompts[-1][0].content)
+        section = system_prompt.split("# What you remember about this user\n", 1)[1].split("\n\n", 1)[0]
+        assert section == "- User is vegetarian"
+
+    async def test_an_offline_turn_with_memory_opens_no_remote_connection(
+        self, app_state: tuple[FastAPI, dict[str, Any]]
+    ) -> None:
+        app, state = app_state
+        memory: MemoryService = state["memory"]
+        state["llm"].fake.set_script(["Noted.", extraction("User lives in Busan")])
+        user_id, headers = await _new_user(state)
+
+        with no_remote_connections() as seen:
+            async with _client(app, state) as http:
+                session = (await http.post("/api/v1/sessions", json={"name": "A"}, headers=headers)).json()["id"]
+                response = await http.post(
+                    "/api/v1/chatbot/chat", json={"session_id": session, "message": "I live in Busan"}, headers=headers
+                )
+                await memory.join()
+
+        assert response.status_code == 200
+        assert [item.text for item in await memory.list(user_id)] == ["User lives in Busan"]
+        assert seen.remote == []
+
+    async def test_two_hundred_memories_leave_the_prompt_bounded(
+        self, app_state: tuple[FastAPI, dict[str, Any]]
+    ) -> None:
+        app, state = app_state
+        memory: MemoryService = state["memory"]
+        settings = state["settings"]
+        fake = state["llm"].fake
+        user_id, headers = await _new_user(state)
+        facts = [
+            f"User fact {n}: enjoys hobby number {n} and talks about it at length every weekend" for n in range(200)
+        ]
+        fake.set_script([extraction(*facts), "Here are some ideas."])
+        memory.enqueue_extraction(user_id, None, "(a long story)", "(a long reply)")
+        await memory.join()
+
+        async with _client(app, state) as http:
+            session = (await http.post("/api/v1/sessions", json={"name": "A"}, headers=headers)).json()["id"]
+            response = await http.post(
+                "/api/v1/chatbot/chat",
+                json={"session_id": session, "message": "Which hobby should I pick up?"},
+                headers=headers,
+            )
+
+        system_prompt = str(fake.prompts[-1][0].content)
+        section = system_prompt.split("# What you remember about this user\n", 1)[1].split("\n\n", 1)[0]
+        assert response.status_code == 200
+        assert await memory.count(user_id) == 200
+        assert len(section.splitlines()) == settings.memory_top_k
+        assert len(section) <= settings.memory_max_chars
