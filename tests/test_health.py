@@ -29,7 +29,8 @@ class TestReady:
         response = await client.get("/ready")
 
         assert response.status_code == 200
-        assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
+        # The test app uses the scripted model (LLM_PROVIDER=fake) and no Redis.
+        assert response.json() == {"status": "ready", "checks": {"database": "ok", "llm": "ok"}}
 
     async def test_503_names_the_failing_dependency(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         async def broken() -> None:
@@ -46,5 +47,5 @@ class TestReady:
         body = response.json()
         assert body["error"] == "ServiceUnavailable"
         assert body["detail"] == "not ready: redis unavailable"
-        assert body["checks"] == {"database": "ok", "redis": "unavailable"}
+        assert body["checks"] == {"database": "ok", "llm": "ok", "redis": "unavailable"}
         assert "secret" not in response.text

@@ -36,7 +36,7 @@ def _serve_until_ready(data_dir: Path, port: int) -> tuple[subprocess.Popen[byte
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentserver", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    deadline = started + 120
+    deadline = started + 300  # generous: CI machines are shared and slow
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
         try:
@@ -46,7 +46,7 @@ def _serve_until_ready(data_dir: Path, port: int) -> tuple[subprocess.Popen[byte
             pass
         time.sleep(0.2)
     proc.kill()
-    raise AssertionError("server did not become ready within 120 s")
+    raise AssertionError("server did not become ready within 300 s")
 
 
 class TestEmbeddedLifecycle:

@@ -15,6 +15,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from agentserver.chat import terminal
 from agentserver.config import Settings, get_settings
 from agentserver.kit import migrations
 from agentserver.kit.db import DatabaseUnavailableError, create_engine, wait_for_database
@@ -105,7 +106,19 @@ def serve(
         log_config=None,  # structlog owns logging (configured by create_app)
         proxy_headers=False,  # client IPs come from TRUSTED_PROXIES handling, not blind trust
         timeout_graceful_shutdown=30,
+        server_header=False,  # do not advertise the server software
     )
+
+
+@app.command("chat")
+def chat_command(
+    url: str = typer.Option("http://127.0.0.1:8000", help="The server's base URL."),
+    email: str = typer.Option(..., prompt=True, help="Your account's email."),
+    password: str = typer.Option(..., prompt=True, hide_input=True, help="Your password."),
+    register: bool = typer.Option(False, help="Create the account first if it does not exist."),
+) -> None:
+    """Chat with a running server from the terminal (streams the answers)."""
+    terminal.run(url, email, password, register)
 
 
 @db_app.command("upgrade")

@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from agentserver import health
+from agentserver import health, web
 from agentserver.agent.runtime import open_agent
 from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
@@ -135,5 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_endpoints.router)
     app.include_router(sessions_endpoints.router)
     app.include_router(chat_endpoints.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)
     return app

@@ -92,7 +92,8 @@ class TestWeather:
 
         assert message.status == "success"
         assert message.content == (
-            "Seoul, Seoul, South Korea: overcast, 3.4°C, humidity 61%, wind 7.2 km/h (observed 2026-11-25T20:00 local time)"
+            "Seoul, Seoul, South Korea: overcast, 3.4°C, humidity 61%, wind 7.2 km/h "
+            "(observed 2026-11-25T20:00 local time)"
         )
 
     async def test_unknown_place(self, http: httpx.AsyncClient) -> None:

@@ -23,6 +23,7 @@ from agentserver.config import Settings
 from agentserver.kit import migrations
 from agentserver.kit.db import session_scope
 from agentserver.llm.fake import FakeChatModel
+from agentserver.llm.service import LLMService
 from agentserver.main import create_app
 from agentserver.models import Message
 from tests.factories import auth_headers_for, create_user
@@ -68,7 +69,8 @@ class ChatHarness:
 
     @property
     def fake(self) -> FakeChatModel:
-        return self.state["llm"].fake
+        llm: LLMService = self.state["llm"]
+        return llm.fake
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.asgi), base_url="http://testserver")
@@ -95,7 +97,7 @@ class ChatHarness:
 async def start_harness(settings: Settings) -> tuple[ChatHarness, Any]:
     app = create_app(settings)
     lifespan = app.router.lifespan_context(app)
-    state = dict(await lifespan.__aenter__())
+    state = dict(await lifespan.__aenter__() or {})
     return ChatHarness(app, state, StateInjector(app, state), settings), lifespan
 
 

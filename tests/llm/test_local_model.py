@@ -96,6 +96,9 @@ class TestServer:
     async def test_readiness_check_passes(self, local_llm: LLMService) -> None:
         await local_llm.check()
 
+    def test_context_window_is_the_configured_one(self, local_llm: LLMService) -> None:
+        assert local_llm.context_window == 2048
+
     async def test_concurrent_requests_are_all_served(self, local_llm: LLMService) -> None:
         model = local_llm.chat_model()
         prompts = [[HumanMessage(f"Say the number {n}.")] for n in (1, 2, 3)]

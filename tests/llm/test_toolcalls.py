@@ -152,6 +152,33 @@ class TestTolerantChatOpenAI:
 
         assert "".join(str(c.content) for c in chunks) == '{"answer": 42}'
 
+    async def test_streamed_tool_call_tags_become_a_tool_call(
+        self, stub: StubOpenAI, model: TolerantChatOpenAI
+    ) -> None:
+        stub.script("small", text(f"<tool_call> {BARE} </tool_call>"))
+
+        merged = AIMessageChunk(content="")
+        async for chunk in model.bind_tools([calculator]).astream([HumanMessage("6*7?")]):
+            assert isinstance(chunk, AIMessageChunk)
+            assert not chunk.content
+            merged = merged + chunk
+
+        assert [(c["name"], c["args"]) for c in merged.tool_calls] == [("calculator", {"expression": "6*7"})]
+
+    async def test_call_after_streamed_prose_is_added_at_the_end(
+        self, stub: StubOpenAI, model: TolerantChatOpenAI
+    ) -> None:
+        stub.script("small", text(f"Let me compute that: {BARE}"))
+
+        chunks = [c async for c in model.bind_tools([calculator]).astream([HumanMessage("6*7?")])]
+        merged = AIMessageChunk(content="")
+        for chunk in chunks:
+            assert isinstance(chunk, AIMessageChunk)
+            merged = merged + chunk
+
+        assert chunks[1].content == "Let"  # prose streamed as it came (after the role chunk)
+        assert [(c["name"], c["args"]) for c in merged.tool_calls] == [("calculator", {"expression": "6*7"})]
+
     async def test_without_tools_text_is_left_alone(self, stub: StubOpenAI, model: TolerantChatOpenAI) -> None:
         stub.script("small", text(BARE))
 

@@ -137,3 +137,18 @@ class TestExtractionLLM:
         llm.cancel_pending()
 
         assert await waiting == "released"
+
+
+class TestExtractionLLMShutdownRace:
+    async def test_a_call_that_registers_after_shutdown_is_released_at_once(self) -> None:
+        model = FakeChatModel(script=["never delivered"], gate=asyncio.Event())
+        llm = LangChainExtractionLLM(model, asyncio.get_running_loop(), 5.0)
+        llm.cancel_pending()  # shutdown happened before this worker thread registered its call
+
+        def call() -> str:
+            try:
+                return llm.generate_response([{"role": "user", "content": "u"}])
+            except concurrent.futures.CancelledError:
+                return "released"
+
+        assert await asyncio.to_thread(call) == "released"

@@ -79,7 +79,9 @@ class AuthService:
     async def authenticate(self, session: AsyncSession, hasher: PasswordHasher, *, email: str, password: str) -> User:
         """The user for these credentials, or InvalidCredentials; same work whether or not the email exists."""
         users = UserRepository.from_session(session)
-        user = await users.get_by_email(normalize_email(email))
+        email = normalize_email(email)
+        # PostgreSQL text cannot hold NUL, so no account has one: answer like an unknown email (no query).
+        user = None if "\x00" in email else await users.get_by_email(email)
         if user is None:
             await hasher.verify_dummy(password)
             log.info("auth.login_failed", reason="unknown_email")

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
@@ -29,6 +29,7 @@ from agentserver.kit.errors import AppError, ErrorBody, Unauthorized
 from agentserver.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
 from agentserver.llm.errors import LLMError
 from agentserver.observability.metrics import ACTIVE_STREAMS
+from agentserver.ratelimit import Policy, RateLimiter, rate_limit_chat, rate_limited
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1/chatbot", tags=["chat"])
@@ -61,6 +62,7 @@ async def _begin(sessionmaker: Any, settings: Settings, user_id: uuid.UUID, sess
 @router.post(
     "/chat",
     summary="Send a message and get the whole answer",
+    dependencies=[Depends(rate_limit_chat)],
     responses={**TURN_ERRORS, 502: LLMError.schema(), 503: LLMError.schema()},
 )
 async def chat(
@@ -101,6 +103,7 @@ async def chat(
 @router.post(
     "/chat/stream",
     summary="Send a message and stream the answer (Server-Sent Events)",
+    dependencies=[Depends(rate_limit_chat)],
     response_class=StreamingResponse,
     responses={
         **TURN_ERRORS,
@@ -198,6 +201,7 @@ async def chat_websocket(websocket: WebSocket, session_id: uuid.UUID, token: str
     settings: Settings = websocket.state.settings
     sessionmaker = websocket.state.sessionmaker
     agent: AgentRuntime = websocket.state.agent
+    rate_limiter: RateLimiter = websocket.state.rate_limiter
     memory = getattr(websocket.state, "memory", None)
     try:
         user_id = await _ws_user_id(websocket, settings, token)
@@ -212,6 +216,11 @@ async def chat_websocket(websocket: WebSocket, session_id: uuid.UUID, token: str
     try:
         while True:
             frame = await websocket.receive_text()
+            limit = await rate_limiter.hit(Policy.chat, "user", str(user_id))
+            if limit is not None and not limit.allowed:
+                refused = rate_limited(limit)
+                await websocket.send_json(events.error(type(refused).__name__, refused.message).ws())
+                continue
             try:
                 turn = await _begin(sessionmaker, settings, user_id, session_id, parse_frame(frame))
             except AppError as exc:

@@ -45,7 +45,7 @@ class LongTermMemory(Protocol):
 
     def enqueue_extraction(
         self, user_id: uuid.UUID, session_id: uuid.UUID, user_message: str, assistant_message: str
-    ) -> None: ...
+    ) -> object: ...
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ def build_chat_model(
                 timeout=timeout,
                 max_retries=0,
                 stream_usage=True,
+                stream_chunk_timeout=timeout,
             )
         case LLMProvider.anthropic:
             assert settings.anthropic_api_key is not None
@@ -148,17 +149,22 @@ def build_chat_model(
                 timeout=timeout,
                 max_retries=0,
                 stream_usage=True,
+                stream_chunk_timeout=timeout,
             )
         case LLMProvider.local:
             if local_base_url is None or local_api_key is None:
                 raise LLMConfigurationError("the embedded model server is not running")
+            local_timeout = max(timeout, settings.llm_deadline_seconds)
             return TolerantChatOpenAI(
                 model=info.api_model,
                 base_url=local_base_url,
                 api_key=SecretStr(local_api_key),
-                timeout=timeout,
+                # A slow local answer is not a network fault: retrying only queues the same work again.
+                # The overall deadline (LLM_DEADLINE_SECONDS) still bounds it.
+                timeout=local_timeout,
                 max_retries=0,
                 stream_usage=True,
+                stream_chunk_timeout=local_timeout,
             )
         case LLMProvider.fake:
             return fake if fake is not None else FakeChatModel(model_name=info.name)

@@ -136,6 +136,14 @@ class LLMService:
         return self._models[0][0].name
 
     @property
+    def context_window(self) -> int:
+        """Tokens the default model accepts (prompt + answer); for the embedded model, LOCAL_MODEL_CONTEXT."""
+        info = self._models[0][0]
+        if info.provider is LLMProvider.local and self._local_server is not None:
+            return min(info.context_window, self._local_server.context)
+        return info.context_window
+
+    @property
     def model_names(self) -> list[str]:
         return [info.name for info, _ in self._models]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -98,6 +99,8 @@ class LangChainExtractionLLM(LLMBase):  # type: ignore[misc]
         self.loop = loop
         self.timeout = timeout
         self._pending: set[concurrent.futures.Future[BaseMessage]] = set()
+        self._pending_lock = threading.Lock()
+        self._cancelled = False
 
     def generate_response(
         self,
@@ -111,21 +114,29 @@ class LangChainExtractionLLM(LLMBase):  # type: ignore[misc]
             raise RuntimeError("generate_response() would deadlock on the event loop thread")
         prompt = [_to_langchain(message) for message in messages]
         future = asyncio.run_coroutine_threadsafe(self.model.ainvoke(prompt), self.loop)
-        self._pending.add(future)
+        # The coroutine may already be running (and shutdown already under way) before this thread gets
+        # here: register and check the flag under one lock so cancel_pending() can never miss a caller.
+        with self._pending_lock:
+            self._pending.add(future)
+            if self._cancelled:
+                future.cancel()
         try:
             answer = future.result(timeout=self.timeout)
         except TimeoutError:
             future.cancel()
             raise
         finally:
-            self._pending.discard(future)
+            with self._pending_lock:
+                self._pending.discard(future)
         text = answer.text if isinstance(answer.text, str) else str(answer.content)
         return text
 
     def cancel_pending(self) -> None:
-        """Release worker threads still waiting for the model (shutdown: their jobs were given up)."""
-        for future in list(self._pending):
-            future.cancel()
+        """Release worker threads waiting for the model, now and from now on (shutdown: jobs given up)."""
+        with self._pending_lock:
+            self._cancelled = True
+            for future in list(self._pending):
+                future.cancel()
 
 
 def _to_langchain(message: dict[str, str]) -> BaseMessage:
