@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_deadline_seconds: float = Field(default=180.0, gt=0)
     local_model: str = "qwen2.5-coder-0.5b"
-    local_model_threads: int | None = None  # unset: one per core
+    local_model_threads: int | None = None  # unset: one per core, less one kept for the API
     local_model_context: int = Field(default=8192, ge=512)
 
     # --- agent ---------------------------------------------------------------------------------

@@ -94,9 +94,8 @@ def run(url: str, email: str, password: str, register: bool) -> None:
                     if event == "token":
                         console.print(data["content"], end="", markup=False, highlight=False)
                     elif event == "tool_call":
-                        console.print(
-                            f"\n  [dim]→ {escape(data['name'])}({escape(json.dumps(data['args'], ensure_ascii=False))})[/dim]"
-                        )
+                        args = json.dumps(data["args"], ensure_ascii=False)
+                        console.print(f"\n  [dim]→ {escape(data['name'])}({escape(args)})[/dim]")
                     elif event == "tool_result":
                         console.print(f"  [dim]← {escape(data['content'][:200])}[/dim]")
                     elif event == "done":

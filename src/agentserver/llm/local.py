@@ -38,11 +38,15 @@ PARALLEL_SLOTS = 2
 
 
 def default_threads() -> int:
-    """One thread per core this process may use (llama.cpp is compute bound; more threads only contend)."""
+    """All cores this process may use but one, which stays free for the API itself (event loop, database,
+    embeddings). llama.cpp's threads spin while they wait for each other, so a single shared core stalls
+    them all: on 2 busy cores generation measured 0.7 tok/s with 2 threads and 11.4 tok/s with 1
+    (bench/results/llm_local.md)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 class _ProgressLog:
