@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +22,7 @@ from agentserver.kit import migrations
 from agentserver.kit.db import create_engine, get_db_session
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.main import create_app
+from tests.harness import StateInjector, share_session
 
 # Fixtures other domains share (auth: `user`, `auth_headers`, `other_user`, `other_auth_headers`).
 pytest_plugins = ["tests.fixtures.auth"]
@@ -127,34 +127,12 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-class _WithLifespanState:
-    """What uvicorn does: copy the lifespan state into every request's scope."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        scope["state"] = dict(self.app.state.lifespan_state)
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
 async def client(app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client whose requests share the test's transaction."""
 
-    async def test_session() -> AsyncIterator[AsyncSession]:
-        # Like the real dependency: the request's work is committed (a savepoint here) or rolled back.
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
-        session.expunge_all()
-
-    app.dependency_overrides[get_db_session] = test_session
-    transport = httpx.ASGITransport(app=_WithLifespanState(app))
+    share_session(app, session)
+    transport = httpx.ASGITransport(app=StateInjector(app, app.state.lifespan_state))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
     app.dependency_overrides.pop(get_db_session, None)

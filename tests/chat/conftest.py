@@ -27,6 +27,7 @@ from agentserver.llm.service import LLMService
 from agentserver.main import create_app
 from agentserver.models import Message
 from tests.factories import auth_headers_for, create_user
+from tests.harness import StateInjector
 
 
 @pytest.fixture(scope="package")
@@ -46,18 +47,6 @@ def chat_settings(settings: Settings, chat_database: str) -> Settings:
             "search_provider": "none",
         }
     )
-
-
-class StateInjector:
-    """What uvicorn does with lifespan state: copy it into every request's scope."""
-
-    def __init__(self, app: FastAPI, state: dict[str, Any]) -> None:
-        self.app, self.state = app, state
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope["state"] = dict(self.state)
-        await self.app(scope, receive, send)
 
 
 @dataclass

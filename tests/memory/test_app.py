@@ -19,20 +19,11 @@ from agentserver.kit.db import session_scope
 from agentserver.main import create_app
 from agentserver.memory.service import MemoryService
 from tests.factories import auth_headers_for, create_user
+from tests.harness import StateInjector
 from tests.memory.conftest import extraction, memory_settings_for
 from tests.memory.netaudit import no_remote_connections
 
 URL = "/api/v1/memories"
-
-
-class _WithState:
-    def __init__(self, app: FastAPI, state: dict[str, Any]) -> None:
-        self.app, self.state = app, state
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope["state"] = dict(self.state)
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +53,7 @@ async def _new_user(state: dict[str, Any]) -> tuple[uuid.UUID, dict[str, str]]:
 
 
 def _client(app: FastAPI, state: dict[str, Any]) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=_WithState(app, state)), base_url="http://testserver")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=StateInjector(app, state)), base_url="http://testserver")
 
 
 class TestMemoryEnabledApp:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from agentserver.config import Settings
@@ -22,20 +20,11 @@ from agentserver.kit.db import session_scope
 from agentserver.llm.fake import FakeChatModel, tool_call_turn
 from agentserver.main import create_app
 from tests.factories import auth_headers_for, create_user
+from tests.harness import StateInjector
 
 
 def _value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-class _WithState:
-    def __init__(self, app: FastAPI, state: dict[str, Any]) -> None:
-        self.app, self.state = app, state
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope["state"] = dict(self.state)
-        await self.app(scope, receive, send)
 
 
 @dataclass
@@ -61,7 +50,7 @@ async def chat_app(make_database: Callable[[str], str], settings: Settings) -> A
         state = dict(lifespan_state)
         async with session_scope(state["sessionmaker"]) as session:
             user = await create_user(session)
-        transport = httpx.ASGITransport(app=_WithState(app, state))
+        transport = httpx.ASGITransport(app=StateInjector(app, state))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield ChatApp(http, state["llm"].fake, auth_headers_for(app_settings, user))
 

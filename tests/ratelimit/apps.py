@@ -16,25 +16,13 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentserver.config import Settings
-from agentserver.kit.db import get_db_session
 from agentserver.kit.redis import close_redis, create_redis
 from agentserver.main import create_app
+from tests.harness import StateInjector, share_session
 
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0")
 # Nothing listens here: "Redis is down" without stopping the Redis other tests share.
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
-
-
-class _WithLifespanState:
-    """What uvicorn does: a copy of the lifespan state in every request's scope."""
-
-    def __init__(self, app: FastAPI, state: dict[str, Any]) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        scope["state"] = dict(self.state)
-        await self.app(scope, receive, send)
 
 
 class Apps:
@@ -65,20 +53,9 @@ class Apps:
     ) -> httpx.AsyncClient:
         """A client whose requests come from `client_ip`; with `session`, the DB work is rolled back."""
         if session is not None:
-
-            async def test_session() -> AsyncIterator[AsyncSession]:
-                try:
-                    yield session
-                except BaseException:
-                    await session.rollback()
-                    raise
-                else:
-                    await session.commit()
-                session.expunge_all()
-
-            application.dependency_overrides[get_db_session] = test_session
+            share_session(application, session)
         transport = httpx.ASGITransport(
-            app=_WithLifespanState(application, self.states[id(application)]), client=(client_ip, 40000)
+            app=StateInjector(application, self.states[id(application)]), client=(client_ip, 40000)
         )
         return await self.stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url=base_url))
 

@@ -5,41 +5,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from agentserver.config import Settings
 from agentserver.kit import migrations
 from agentserver.main import create_app
+from tests.harness import StateInjector
 from tests.ratelimit.apps import apps, redis_prefix
 
 __all__ = ["apps", "redis_prefix"]
 
 
-class _WithState:
-    def __init__(self, app: FastAPI, state: dict[str, Any]) -> None:
-        self.app, self.state = app, state
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope["state"] = dict(self.state)
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="package")
-async def committing_app(make_database: Callable[[str], str], settings: Settings) -> AsyncIterator[_WithState]:
+async def committing_app(make_database: Callable[[str], str], settings: Settings) -> AsyncIterator[StateInjector]:
     url = make_database("agentserver_security")
     await asyncio.to_thread(migrations.upgrade, url)
     app = create_app(settings.model_copy(update={"database_url": url, "search_provider": "none"}))
     async with app.router.lifespan_context(app) as state:
-        yield _WithState(app, dict(state or {}))
+        yield StateInjector(app, dict(state or {}))
 
 
 @pytest.fixture
-async def committing_client(committing_app: _WithState) -> AsyncIterator[httpx.AsyncClient]:
+async def committing_client(committing_app: StateInjector) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=committing_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

@@ -21,7 +21,7 @@ from agentserver.chat.errors import MessageTooLong, SessionNotFound, TurnInProgr
 from agentserver.chat.events import ChatEvent
 from agentserver.chat.repository import ChatRepository
 from agentserver.chat.schemas import ChatFrame, ChatRequest, ChatResponse, MessagePage, MessageRead, Usage
-from agentserver.chat.service import Turn, TurnRunner
+from agentserver.chat.service import LongTermMemory, TurnRunner
 from agentserver.chat.service import chat as chat_service
 from agentserver.config import Settings
 from agentserver.kit.db import SessionDep, SessionmakerDep, session_scope
@@ -47,9 +47,19 @@ def turn_timeout(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.llm_deadline_seconds * (settings.max_tool_rounds + 2))
 
 
-async def _begin(sessionmaker: Any, settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, text: str) -> Turn:
+async def start_turn(
+    sessionmaker: Any,
+    settings: Settings,
+    agent: AgentRuntime,
+    memory: LongTermMemory | None,
+    *,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    text: str,
+) -> TurnRunner:
+    """Claim the session and store the user message (404/409/422 raise here), then start the answer."""
     structlog.contextvars.bind_contextvars(session_id=str(session_id))
-    return await chat_service.begin_turn(
+    turn = await chat_service.begin_turn(
         sessionmaker,
         user_id=user_id,
         session_id=session_id,
@@ -57,6 +67,7 @@ async def _begin(sessionmaker: Any, settings: Settings, user_id: uuid.UUID, sess
         max_chars=settings.max_message_chars,
         turn_timeout=turn_timeout(settings),
     )
+    return TurnRunner(agent.graph, sessionmaker, turn, memory).start()
 
 
 @router.post(
@@ -73,8 +84,9 @@ async def chat(
     agent: AgentDep,
     memory: MemoryDep,
 ) -> ChatResponse:
-    turn = await _begin(sessionmaker, settings, user.id, body.session_id, body.message)
-    runner = TurnRunner(agent.graph, sessionmaker, turn, memory).start()
+    runner = await start_turn(
+        sessionmaker, settings, agent, memory, user_id=user.id, session_id=body.session_id, text=body.message
+    )
     failure: ChatEvent | None = None
     async for event in runner.events():
         if event.name == "error":
@@ -87,7 +99,7 @@ async def chat(
     result = runner.result
     assert result.message_id is not None
     return ChatResponse(
-        session_id=turn.session_id,
+        session_id=runner.turn.session_id,
         message=result.content,
         message_id=result.message_id,
         usage=Usage(
@@ -123,8 +135,9 @@ async def chat_stream(
     memory: MemoryDep,
 ) -> StreamingResponse:
     # Errors known before the first byte (404, 409, 422) are plain HTTP errors, not stream events.
-    turn = await _begin(sessionmaker, settings, user.id, body.session_id, body.message)
-    runner = TurnRunner(agent.graph, sessionmaker, turn, memory).start()
+    runner = await start_turn(
+        sessionmaker, settings, agent, memory, user_id=user.id, session_id=body.session_id, text=body.message
+    )
 
     async def sse() -> AsyncIterator[str]:
         ACTIVE_STREAMS.labels(transport="sse").inc()
@@ -222,11 +235,19 @@ async def chat_websocket(websocket: WebSocket, session_id: uuid.UUID, token: str
                 await websocket.send_json(events.error(type(refused).__name__, refused.message).ws())
                 continue
             try:
-                turn = await _begin(sessionmaker, settings, user_id, session_id, parse_frame(frame))
+                runner = await start_turn(
+                    sessionmaker,
+                    settings,
+                    agent,
+                    memory,
+                    user_id=user_id,
+                    session_id=session_id,
+                    text=parse_frame(frame),
+                )
             except AppError as exc:
                 await websocket.send_json(events.error(type(exc).__name__, exc.message).ws())
                 continue
-            async for event in TurnRunner(agent.graph, sessionmaker, turn, memory).start().events():
+            async for event in runner.events():
                 await websocket.send_json(event.ws())
     except WebSocketDisconnect:
         log.info("chat.ws_closed")

@@ -1,0 +1,45 @@
+"""What tests need to drive the real app without a server: lifespan state per request, shared sessions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentserver.kit.db import get_db_session
+
+
+class StateInjector:
+    """What uvicorn does with lifespan state: copy it (shallowly) into every request's scope.
+
+    httpx's ASGITransport does not run the lifespan, so tests run it themselves and wrap the app in this.
+    """
+
+    def __init__(self, app: FastAPI, state: Mapping[str, Any]) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope["state"] = dict(self.state)
+        await self.app(scope, receive, send)
+
+
+def share_session(app: FastAPI, session: AsyncSession) -> None:
+    """Make every request of `app` use `session` (the test's rolled-back transaction).
+
+    Like the real dependency, a request's work is committed (a savepoint here) or rolled back.
+    """
+
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+        session.expunge_all()
+
+    app.dependency_overrides[get_db_session] = test_session
