@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,19 +104,27 @@ def fake(harness: ChatHarness) -> FakeChatModel:
     return harness.fake
 
 
-@pytest.fixture
-async def live_url(harness: ChatHarness) -> AsyncIterator[str]:
-    """The app on a real socket: needed where the client must really go away mid-stream."""
+@asynccontextmanager
+async def serving(asgi: StateInjector) -> AsyncIterator[str]:
+    """The app on a real socket: needed where the client must really go away mid-stream, or for WebSocket."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(harness.asgi, host="127.0.0.1", port=port, lifespan="off", log_config=None))
+    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, lifespan="off", log_config=None))
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn.Server exposes only this flag
         await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def live_url(harness: ChatHarness) -> AsyncIterator[str]:
+    async with serving(harness.asgi) as url:
+        yield url
 
 
 def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:

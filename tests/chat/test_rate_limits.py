@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
+import websockets
 
 from agentserver.config import Settings
-from tests.chat.conftest import ChatHarness, start_harness
+from tests.chat.conftest import ChatHarness, serving, start_harness
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +61,25 @@ class TestChatRateLimit:
             )
 
         assert response.status_code == 200
+
+
+class TestWebSocketRateLimit:
+    async def test_the_third_message_in_a_minute_is_an_error_event(self, limited: ChatHarness) -> None:
+        headers = await limited.new_user()
+        session_id = await limited.new_session(headers)
+        limited.fake.set_script(["one", "two", "three"])
+        token = headers["Authorization"].removeprefix("Bearer ")
+
+        async with serving(limited.asgi) as url:
+            ws_url = url.replace("http://", "ws://") + f"/api/v1/chatbot/ws/{session_id}?token={token}"
+            async with websockets.connect(ws_url) as ws:
+                finals = []
+                for text in ("a", "b", "c"):
+                    await ws.send(json.dumps({"message": text}))
+                    while (frame := json.loads(await ws.recv()))["event"] not in ("done", "error"):
+                        pass
+                    finals.append(frame)
+
+        assert [f["event"] for f in finals] == ["done", "done", "error"]
+        assert finals[2]["data"]["error"] == "TooManyRequests"
+        assert [m.content for m in await limited.messages(session_id)] == ["a", "one", "b", "two"]
