@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from agentserver.agent.summarize import SUMMARY_INSTRUCTIONS
+from agentserver.chat.service import TurnRunner
 from agentserver.config import Settings
-from agentserver.llm.fake import FakeChatModel, count_tokens
+from agentserver.llm.fake import FakeChatModel, count_tokens, status_error
 from tests.chat.conftest import ChatHarness, start_harness
 
 CHAT = "/api/v1/chatbot/chat"
@@ -200,3 +202,44 @@ class TestDeletion:
         assert response.status_code == 204
         state = await harness.state["agent"].graph.aget_state({"configurable": {"thread_id": session_id}})
         assert state.values == {}
+
+
+class TestChatFailures:
+    async def test_a_rejected_request_is_a_typed_502(self, harness: ChatHarness, fake: FakeChatModel) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([status_error(400)])
+
+        response = await say(harness, headers, session_id, "hello")
+
+        assert response.status_code == 502
+        assert response.json() == {"error": "LLMRequestRejected", "detail": "The language model rejected the request."}
+        assert [m.content for m in await harness.messages(session_id)] == ["hello"]
+
+    async def test_a_crashing_model_is_a_typed_503(self, harness: ChatHarness, fake: FakeChatModel) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([RuntimeError("password=hunter2 in a driver message")])
+
+        response = await say(harness, headers, session_id, "hello")
+
+        assert response.status_code == 503
+        assert response.json()["error"] == "LLMUnavailable"
+        assert "hunter2" not in response.text
+
+    async def test_an_unexpected_failure_is_a_bare_500(
+        self, harness: ChatHarness, fake: FakeChatModel, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script(["fine"])
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("password=hunter2 in an internal message")
+
+        monkeypatch.setattr(TurnRunner, "_on_update", broken)
+        response = await say(harness, headers, session_id, "hello")
+
+        assert response.status_code == 500
+        assert response.json() == {"error": "InternalServerError", "detail": "Internal server error"}
+        assert [m.content for m in await harness.messages(session_id)] == ["hello"]

@@ -18,7 +18,6 @@ from agentserver.auth.service import auth as auth_service
 from agentserver.chat import events
 from agentserver.chat.dependencies import AgentDep, MemoryDep
 from agentserver.chat.errors import MessageTooLong, SessionNotFound, TurnInProgress
-from agentserver.chat.events import ChatEvent
 from agentserver.chat.repository import ChatRepository
 from agentserver.chat.schemas import ChatFrame, ChatRequest, ChatResponse, MessagePage, MessageRead, Usage
 from agentserver.chat.service import LongTermMemory, TurnRunner
@@ -87,15 +86,10 @@ async def chat(
     runner = await start_turn(
         sessionmaker, settings, agent, memory, user_id=user.id, session_id=body.session_id, text=body.message
     )
-    failure: ChatEvent | None = None
-    async for event in runner.events():
-        if event.name == "error":
-            failure = event
-    if failure is not None:
-        status = 500 if failure.data["error"] == "InternalServerError" else LLMError.status_code
-        if failure.data["error"] == "LLMUnavailable":
-            status = 503
-        raise AppError(failure.data["detail"], status_code=status)
+    async for _ in runner.events():
+        pass  # the one-shot answer only needs the outcome
+    if runner.error is not None:
+        raise runner.error
     result = runner.result
     assert result.message_id is not None
     return ChatResponse(

@@ -30,7 +30,7 @@ from agentserver.chat.errors import MessageTooLong, SessionNotFound, TurnInProgr
 from agentserver.chat.events import ChatEvent
 from agentserver.chat.repository import ChatRepository
 from agentserver.kit.db import session_scope
-from agentserver.kit.errors import AppError
+from agentserver.kit.errors import AppError, InternalServerError
 from agentserver.llm.usage import usage_of
 from agentserver.models import Message, MessageRole
 from agentserver.observability.metrics import CHAT_TURNS
@@ -147,6 +147,8 @@ class TurnRunner:
     turn: Turn
     memory: LongTermMemory | None = None
     result: TurnResult = field(default_factory=TurnResult)
+    # Why the turn failed (also sent as the `error` event); None while it runs or when it succeeded.
+    error: AppError | None = None
     _queue: asyncio.Queue[ChatEvent | None] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
 
@@ -218,10 +220,10 @@ class TurnRunner:
             log.info("chat.turn_interrupted", chars=len(result.content))
             raise
         except AppError as exc:
-            await self._fail(type(exc).__name__, exc.message)
+            await self._fail(exc)
         except Exception:
             log.exception("chat.turn_failed")
-            await self._fail("InternalServerError", "Internal server error")
+            await self._fail(InternalServerError())
         finally:
             memory_task.cancel()
             self._queue.put_nowait(None)
@@ -267,10 +269,11 @@ class TurnRunner:
         except Exception:
             log.exception("chat.persist_interrupted_failed")
 
-    async def _fail(self, error_name: str, detail: str) -> None:
+    async def _fail(self, error: AppError) -> None:
+        self.error = error
         CHAT_TURNS.labels(outcome="error").inc()
         try:
             await self.finish(None)  # the user message stays; no half-answer is stored
         except Exception:
             log.exception("chat.release_failed")
-        self._emit(events.error(error_name, detail))
+        self._emit(events.error(type(error).__name__, error.message))

@@ -77,6 +77,15 @@ class TooManyRequests(AppError):
     status_code = 429
 
 
+class InternalServerError(AppError):
+    """An unexpected failure; the cause is in the log, never in the response."""
+
+    status_code = 500
+
+    def __init__(self) -> None:
+        super().__init__("Internal server error")
+
+
 class ServiceUnavailable(AppError):
     """A dependency (database, LLM provider, ...) is not available right now."""
 
@@ -143,7 +152,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def internal_error_response() -> JSONResponse:
     """What a client sees for any unexpected failure: nothing about the cause (it is in the log)."""
-    return error_response("InternalServerError", "Internal server error", 500)
+    error = InternalServerError()
+    return error_response(type(error).__name__, error.message, error.status_code)
 
 
 def _document_validation_errors(app: FastAPI) -> None:
