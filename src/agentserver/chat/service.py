@@ -186,6 +186,7 @@ class TurnRunner:
         memory_task = asyncio.create_task(self._memory_section())
         context = TurnContext(user_id=turn.user_id, session_id=turn.session_id, long_term_memory=lambda: memory_task)
         streamed: list[str] = []  # text of the model answer being streamed right now
+        streamed_id: str | None = None
         try:
             stream = self.graph.astream(
                 {"messages": [HumanMessage(turn.text, id=str(turn.user_message_id))], "tool_rounds": 0},
@@ -199,6 +200,11 @@ class TurnRunner:
                 if mode == "messages":
                     chunk, metadata = data
                     if metadata.get("langgraph_node") == "chat" and isinstance(chunk, AIMessageChunk):
+                        if chunk.id != streamed_id:
+                            # A retry or fallback restarts the answer under a new id: what a failed
+                            # attempt streamed is not part of the answer (clients saw it; we don't keep it).
+                            streamed.clear()
+                            streamed_id = chunk.id
                         text = chunk.content if isinstance(chunk.content, str) else ""
                         if text:
                             streamed.append(text)
