@@ -107,6 +107,7 @@ def serve(
         proxy_headers=False,  # client IPs come from TRUSTED_PROXIES handling, not blind trust
         timeout_graceful_shutdown=30,
         server_header=False,  # do not advertise the server software
+        ws_max_size=settings.max_request_body_bytes,  # WebSocket frames obey the same limit as HTTP bodies
     )
 
 
