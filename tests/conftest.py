@@ -25,7 +25,7 @@ from agentserver.main import create_app
 from tests.harness import StateInjector, share_session
 
 # Fixtures other domains share (auth: `user`, `auth_headers`, `other_user`, `other_auth_headers`).
-pytest_plugins = ["tests.fixtures.auth"]
+pytest_plugins = ["tests.fixtures.auth", "tests.fixtures.logs"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".data" / "test"

@@ -3,43 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from fastapi import APIRouter, FastAPI
 
-from agentserver.observability.logging import build_formatter
 from tests.ratelimit.apps import Apps
 
 SECRET_PASSWORD = "hunter2-very-secret-password"
 SECRET_TEXT = "my bank PIN is 4921 and my diagnosis is private"
-
-
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.setFormatter(build_formatter("json"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-@pytest.fixture
-def info_logs() -> Iterator[list[str]]:
-    root = logging.getLogger()
-    handler = _Lines()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield handler.lines
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
 
 
 def add_failing_route(app: FastAPI) -> None:
