@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentserver.kit.db import get_db_session
+from agentserver.kit.db import get_db_session, unit_of_work
 
 
 class StateInjector:
@@ -33,13 +33,8 @@ def share_session(app: FastAPI, session: AsyncSession) -> None:
     """
 
     async def test_session() -> AsyncIterator[AsyncSession]:
-        try:
+        async with unit_of_work(session):
             yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
         session.expunge_all()
 
     app.dependency_overrides[get_db_session] = test_session

@@ -85,16 +85,22 @@ async def wait_for_database(engine: AsyncEngine, within_seconds: float) -> None:
 
 
 @asynccontextmanager
+async def unit_of_work(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Commit `session` when the block succeeds, roll it back when it raises."""
+    try:
+        yield session
+    except BaseException:
+        await session.rollback()
+        raise
+    else:
+        await session.commit()
+
+
+@asynccontextmanager
 async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A unit of work outside a request: commit on success, roll back on error."""
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+    """A unit of work on a new session (requests, and work outside a request)."""
+    async with sessionmaker() as session, unit_of_work(session):
+        yield session
 
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
