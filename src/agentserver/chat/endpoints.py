@@ -26,7 +26,7 @@ from agentserver.config import Settings
 from agentserver.kit.db import SessionDep, SessionmakerDep, session_scope
 from agentserver.kit.errors import AppError, ErrorBody, Unauthorized
 from agentserver.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
-from agentserver.llm.errors import LLMError
+from agentserver.llm.errors import LLMRequestRejected, LLMUnavailable
 from agentserver.observability.metrics import ACTIVE_STREAMS
 from agentserver.ratelimit import Policy, RateLimiter, rate_limit_chat, rate_limited
 
@@ -73,7 +73,7 @@ async def start_turn(
     "/chat",
     summary="Send a message and get the whole answer",
     dependencies=[Depends(rate_limit_chat)],
-    responses={**TURN_ERRORS, 502: LLMError.schema(), 503: LLMError.schema()},
+    responses={**TURN_ERRORS, 502: LLMRequestRejected.schema(), 503: LLMUnavailable.schema()},
 )
 async def chat(
     body: ChatRequest,
