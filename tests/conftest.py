@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from agentserver.config import Environment, Settings
 from agentserver.kit import migrations
-from agentserver.kit.db import create_engine, get_db_session
+from agentserver.kit.db import create_engine, get_db_session, get_unit_of_work
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.main import create_app
 from tests.harness import StateInjector, share_session
@@ -136,3 +136,4 @@ async def client(app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.Asy
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
     app.dependency_overrides.pop(get_db_session, None)
+    app.dependency_overrides.pop(get_unit_of_work, None)

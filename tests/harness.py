@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentserver.kit.db import get_db_session, unit_of_work
+from agentserver.kit.db import get_db_session, get_unit_of_work, unit_of_work
 
 
 class StateInjector:
@@ -38,3 +38,4 @@ def share_session(app: FastAPI, session: AsyncSession) -> None:
         session.expunge_all()
 
     app.dependency_overrides[get_db_session] = test_session
+    app.dependency_overrides[get_unit_of_work] = lambda: lambda: unit_of_work(session)

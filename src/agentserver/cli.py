@@ -1,4 +1,4 @@
-"""Command line: `agentserver serve | db upgrade | db downgrade`.
+"""Command line: `agentserver serve | worker | chat | db upgrade | db downgrade | model ...`.
 
 Logging is configured here (or by create_app), never on import.
 """
@@ -6,10 +6,13 @@ Logging is configured here (or by create_app), never on import.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 
+import prometheus_client
 import structlog
 import typer
 import uvicorn
@@ -22,6 +25,7 @@ from agentserver.kit.db import DatabaseUnavailableError, create_engine, wait_for
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.llm.cli import model_app
 from agentserver.observability.logging import configure_logging
+from agentserver.services import open_services
 
 app = typer.Typer(help="agentserver: a production AI agent backend.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -82,8 +86,14 @@ def serve(
     workers: int = typer.Option(
         1, min=1, help="Worker processes (needs DATABASE_URL; metrics are per worker: prefer 1 and more replicas)."
     ),
+    run_worker: bool = typer.Option(
+        True, "--run-worker/--no-run-worker", help="Also execute runs in this process (RUN_WORKER_ENABLED)."
+    ),
 ) -> None:
-    """Serve the API and the web UI."""
+    """Serve the API and the web UI (and, by default, execute the runs too)."""
+    if not run_worker:
+        os.environ["RUN_WORKER_ENABLED"] = "false"  # read by create_app() in every uvicorn worker process
+        get_settings.cache_clear()
     settings = load_settings()
     if workers > 1 and not settings.database_url:
         typer.echo("agentserver: --workers > 1 needs DATABASE_URL (the embedded database is per process)", err=True)
@@ -109,6 +119,36 @@ def serve(
         server_header=False,  # do not advertise the server software
         ws_max_size=settings.max_request_body_bytes,  # WebSocket frames obey the same limit as HTTP bodies
     )
+
+
+@app.command()
+def worker(
+    metrics_port: int | None = typer.Option(
+        None, min=1, max=65535, help="Serve Prometheus metrics on this port (the worker has no HTTP API)."
+    ),
+) -> None:
+    """Execute runs and background jobs without serving HTTP (scale workers apart from the API)."""
+    settings = load_settings()
+    if not settings.database_url:
+        typer.echo("agentserver: `worker` needs DATABASE_URL (the embedded database belongs to `serve`)", err=True)
+        raise typer.Exit(2)
+    _check_reachable(settings.database_url, settings.database_connect_timeout_seconds)
+    if metrics_port is not None:
+        prometheus_client.start_http_server(metrics_port, addr=settings.host)
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with AsyncExitStack() as stack:
+        services = await open_services(settings.model_copy(update={"run_worker_enabled": True}), stack, worker=True)
+        assert services.worker is not None
+        log.info("worker.ready", worker_id=services.worker.id)
+        await stop.wait()
+        log.info("worker.stopping")
 
 
 @app.command("chat")

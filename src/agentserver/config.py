@@ -125,23 +125,39 @@ class Settings(BaseSettings):
     cache_enabled: bool = False
     cache_ttl_seconds: int = Field(default=3600, ge=1)
 
+    # --- runs and background jobs (runs/worker.py) --------------------------------------------------
+    # `agentserver serve` also executes runs and jobs in-process; false: API only (run `agentserver worker`).
+    run_worker_enabled: bool = True
+    run_concurrency: int = Field(default=16, ge=1, le=1000)  # runs one worker process executes at once
+    job_concurrency: int = Field(default=2, ge=1, le=100)  # background jobs (memory extraction, erasure sweeps)
+    # Workers heartbeat their runs this often; a run whose worker missed two heartbeats is taken over.
+    run_heartbeat_seconds: float = Field(default=5.0, ge=0.2, le=300)
+    # Executions of one run before it fails (a takeover after a crash is a new attempt; a drain is not).
+    run_max_attempts: int = Field(default=2, ge=1, le=10)
+    # On shutdown, runs get this long to finish; the rest are handed back and resumed by another worker.
+    run_drain_seconds: float = Field(default=20.0, ge=0)
+    # How often idle workers look for work even without a notification (they are woken by NOTIFY).
+    run_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    # How long a finished run's events can be replayed (Last-Event-ID); its outcome stays in the run.
+    run_events_retention_seconds: int = Field(default=86_400, ge=60)
+    # A new message while the session is answering: reject (409) | enqueue | interrupt | rollback.
+    default_multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "reject"
+    # Tools whose calls wait for a human decision (POST /api/v1/runs/{id}/resume) before they run.
+    tools_requiring_approval: CommaList = []
+
     # --- memory --------------------------------------------------------------------------------
     memory_enabled: bool = True
     embedding_provider: Literal["local", "openai"] = "local"
     memory_top_k: int = Field(default=5, ge=0, le=50)
     memory_max_chars: int = Field(default=2000, ge=0)
-    # Extraction (mem0 add) runs after the reply in background workers fed by a bounded in-process queue.
-    # One worker by default: on the embedded model an extraction holds one of its two slots for ~30-50 s
-    # on 2 cores, and chat needs the other. Raise it with a hosted LLM.
-    memory_queue_size: int = Field(default=1000, ge=1)
-    memory_workers: int = Field(default=1, ge=1, le=32)
-    memory_drain_timeout_seconds: float = Field(default=30.0, ge=0)
+    # mem0 runs on a loop and thread pool of its own (memory/isolation.py): this many threads and connections.
+    memory_threads: int = Field(default=4, ge=1, le=64)
     # A slow memory store must not stall a chat turn: past this, the turn goes on without memories.
     memory_search_timeout_seconds: float = Field(default=5.0, gt=0)
 
-    _split = field_validator("cors_origins", "trusted_hosts", "trusted_proxies", "fallback_models", mode="before")(
-        _split_commas
-    )
+    _split = field_validator(
+        "cors_origins", "trusted_hosts", "trusted_proxies", "fallback_models", "tools_requiring_approval", mode="before"
+    )(_split_commas)
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:

@@ -8,7 +8,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from agentserver.kit.state import ReadinessCheck
+from agentserver.state import ReadinessCheck
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])

@@ -1,114 +1,70 @@
 """Application factory and lifespan.
 
-Every stateful resource (database engine, embedded PostgreSQL, Redis, checkpointer, LLM, memory) is
-created in `lifespan()`, exposed through the typed `State`, and closed in reverse order on shutdown.
-Nothing stateful is built at import time.
+Every stateful resource (database engine, embedded PostgreSQL, Redis, event log, checkpointer, LLM, memory,
+the in-process worker) is created in `lifespan()` (by `services.open_services`), exposed through the typed
+`State`, and closed in reverse order on shutdown. Nothing stateful is built at import time.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from agentserver import health, web
-from agentserver.agent.runtime import open_agent
 from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
-from agentserver.cache import ResponseCache
 from agentserver.chat import endpoints as chat_endpoints
 from agentserver.config import Settings, get_settings
-from agentserver.kit import migrations
-from agentserver.kit.db import create_engine, create_sessionmaker, wait_for_database
-from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.kit.errors import install_error_handlers
 from agentserver.kit.hardening import install_request_guards, install_security_headers
 from agentserver.kit.middleware import RequestContextMiddleware
-from agentserver.kit.redis import redis_readiness, start_redis
-from agentserver.kit.state import State
-from agentserver.llm.service import LLMService
 from agentserver.memory import endpoints as memory_endpoints
-from agentserver.memory.runtime import open_memory
 from agentserver.observability import http as metrics_endpoint
-from agentserver.observability.db_pool import pool_collector, sqlalchemy_pool_sampler
 from agentserver.observability.logging import configure_logging
 from agentserver.ratelimit import RateLimiter
+from agentserver.runs import endpoints as runs_endpoints
+from agentserver.services import open_services
 from agentserver.sessions import endpoints as sessions_endpoints
+from agentserver.state import State
 
 log = structlog.get_logger(__name__)
-
-
-async def start_database(settings: Settings, stack: AsyncExitStack) -> str:
-    """The configured DATABASE_URL, or an embedded server (stopped when the stack closes) migrated to head."""
-    if settings.database_url:
-        return settings.database_url
-    embedded = EmbeddedPostgres(settings.data_dir / "postgres")
-    # Blocking subprocess work (initdb, pg_ctl): keep it off the event loop.
-    url = await asyncio.to_thread(embedded.start)
-    stack.push_async_callback(asyncio.to_thread, embedded.stop)
-    await asyncio.to_thread(migrations.upgrade, url)
-    return url
 
 
 def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
-            database_url = await start_database(settings, stack)
-            engine = create_engine(
-                database_url,
-                pool_size=settings.database_pool_size,
-                connect_timeout=settings.database_connect_timeout_seconds,
-            )
-            stack.push_async_callback(engine.dispose)
-            stack.enter_context(pool_collector.track("app", sqlalchemy_pool_sampler(engine)))
-            await wait_for_database(engine, settings.database_connect_timeout_seconds)
-
-            async def database_ready() -> None:
-                async with engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-
-            redis = await start_redis(settings, stack)
-            # LLM_PROVIDER=local (or auto without keys) assembles the model if missing and loads it (seconds).
-            llm = await LLMService.start(settings)
-            stack.push_async_callback(llm.aclose)
-            # After the LLM (extraction uses it), so shutdown drains the memory queue while the LLM is up.
-            memory = await open_memory(settings, database_url, llm, stack)
-            agent = await open_agent(settings, database_url, llm, stack)
-            cache = (
-                ResponseCache(settings.cache_ttl_seconds, redis, key_prefix=settings.redis_key_prefix)
-                if settings.cache_enabled
-                else None
-            )
+            services = await open_services(settings, stack, worker=settings.run_worker_enabled)
             state: State = {
                 "settings": settings,
-                "engine": engine,
-                "sessionmaker": create_sessionmaker(engine),
-                "readiness_checks": {"database": database_ready},
-                "redis": redis,
-                "rate_limiter": RateLimiter(settings, redis, key_prefix=settings.redis_key_prefix),
-                "cache": cache,
+                "engine": services.engine,
+                "sessionmaker": services.sessionmaker,
+                "readiness_checks": services.readiness_checks,
+                "redis": services.redis,
+                "rate_limiter": RateLimiter(settings, services.redis, key_prefix=settings.redis_key_prefix),
+                "cache": services.cache,
                 "password_hasher": await PasswordHasher.from_settings(settings),
-                "llm": llm,
-                "agent": agent,
-                "memory": memory,
-                "user_deletion_hooks": [],
-                "session_deletion_hooks": [],
+                "llm": services.llm,
+                "agent": services.agent,
+                "memory": services.memory,
+                "listener": services.listener,
+                "event_log": services.event_log,
+                "live_runs": services.live_runs,
+                "run_streams": services.run_streams,
+                "worker": services.worker,
+                "tasks": services.tasks,
+                "user_deletion_hooks": [services.erasure.on_user_deletion],
+                "session_deletion_hooks": [services.erasure.on_session_deletion],
             }
-            if redis is not None:
-                state["readiness_checks"]["redis"] = redis_readiness(redis)
-            state["readiness_checks"]["llm"] = llm.check
-            state["user_deletion_hooks"].append(agent.erase_user)
-            state["session_deletion_hooks"].append(agent.delete_thread)
-            if memory is not None:
-                state["user_deletion_hooks"].append(memory.erase_user)
-            if cache is not None:
-                state["user_deletion_hooks"].append(cache.erase_user)
-            log.info("app.started", environment=settings.environment.value, embedded_db=not settings.database_url)
+            log.info(
+                "app.started",
+                environment=settings.environment.value,
+                embedded_db=not settings.database_url,
+                worker=services.worker is not None,
+            )
             yield state
             log.info("app.stopping")
 
@@ -135,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_endpoints.router)
     app.include_router(sessions_endpoints.router)
     app.include_router(chat_endpoints.router)
+    app.include_router(runs_endpoints.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +48,24 @@ def chat_settings(settings: Settings, chat_database: str) -> Settings:
             "search_provider": "none",
         }
     )
+
+
+@pytest.fixture(scope="package")
+def own_chat_settings(
+    make_database: Callable[[str], str], chat_settings: Settings
+) -> Callable[[str], Awaitable[Settings]]:
+    """Settings on a database of their own, for apps that run beside the package's harness.
+
+    Every app runs a worker, and workers sharing a database take each other's runs: a test that scripts
+    its own app's model needs a database no other app's worker looks at.
+    """
+
+    async def make(name: str) -> Settings:
+        url = make_database(name)
+        await asyncio.to_thread(migrations.upgrade, url)
+        return chat_settings.model_copy(update={"database_url": url})
+
+    return make
 
 
 @dataclass
@@ -127,9 +145,35 @@ async def live_url(harness: ChatHarness) -> AsyncIterator[str]:
         yield url
 
 
-def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
+def parse_sse_frames(body: str) -> list[tuple[int | None, str, dict[str, Any]]]:
+    """(id, event, data) of every SSE frame; comments (keep-alives) are skipped."""
+    frames = []
     for block in body.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((lines["event"], json.loads(lines["data"])))
-    return events
+        lines = [line for line in block.splitlines() if line and not line.startswith(":")]
+        if not lines:
+            continue
+        fields = dict(line.split(": ", 1) for line in lines)
+        frame_id = int(fields["id"]) if "id" in fields else None
+        frames.append((frame_id, fields["event"], json.loads(fields["data"])))
+    return frames
+
+
+def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, data) for _, name, data in parse_sse_frames(body)]
+
+
+def collapse(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Consecutive `token` events joined into one, `metadata` dropped: what a client shows.
+
+    The server coalesces tokens that arrive close together, so how many `token` events carry a text
+    depends on timing; their joined text and the other events do not.
+    """
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name, data in events:
+        if name == "metadata":
+            continue
+        if name == "token" and out and out[-1][0] == "token":
+            out[-1] = ("token", {"content": out[-1][1]["content"] + data["content"]})
+        else:
+            out.append((name, data))
+    return out

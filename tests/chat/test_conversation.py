@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import httpx
 import pytest
 
 from agentserver.agent.summarize import SUMMARY_INSTRUCTIONS
-from agentserver.chat.service import TurnRunner
 from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel, count_tokens, status_error
+from agentserver.runs.translate import StreamTranslator
 from tests.chat.conftest import ChatHarness, start_harness
 
 CHAT = "/api/v1/chatbot/chat"
@@ -71,7 +73,10 @@ class TestChat:
 
 
 class TestRestart:
-    async def test_a_restarted_server_continues_the_conversation(self, chat_settings: Settings) -> None:
+    async def test_a_restarted_server_continues_the_conversation(
+        self, own_chat_settings: Callable[[str], Awaitable[Settings]]
+    ) -> None:
+        chat_settings = await own_chat_settings("agentserver_chat_restart")
         first, lifespan = await start_harness(chat_settings)
         headers = await first.new_user()
         session_id = await first.new_session(headers)
@@ -237,7 +242,7 @@ class TestChatFailures:
         def broken(*args: object) -> None:
             raise RuntimeError("password=hunter2 in an internal message")
 
-        monkeypatch.setattr(TurnRunner, "_on_update", broken)
+        monkeypatch.setattr(StreamTranslator, "_on_update", broken)
         response = await say(harness, headers, session_id, "hello")
 
         assert response.status_code == 500

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import websockets
@@ -13,9 +13,9 @@ from tests.chat.conftest import ChatHarness, serving, start_harness
 
 
 @pytest.fixture(scope="module")
-async def limited(chat_settings: Settings) -> AsyncIterator[ChatHarness]:
+async def limited(own_chat_settings: Callable[[str], Awaitable[Settings]]) -> AsyncIterator[ChatHarness]:
     # A key prefix of its own: other test apps (and other runs) must not share these counters.
-    settings = chat_settings.model_copy(
+    settings = (await own_chat_settings("agentserver_chat_limits")).model_copy(
         update={
             "rate_limit_enabled": True,
             "rate_limit_chat": "2/minute",

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from agentserver.llm.fake import FakeChatModel, status_error, tool_call_turn
-from agentserver.models import MessageRole
-from tests.chat.conftest import ChatHarness, parse_sse
+from agentserver.models import Message, MessageRole
+from tests.chat.conftest import ChatHarness, collapse, parse_sse, parse_sse_frames
 
 STREAM = "/api/v1/chatbot/chat/stream"
 
@@ -34,14 +34,18 @@ class TestStreamEvents:
 
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = parse_sse(response.text)
-        names = [name for name, _ in events]
-        assert names == ["token"] * 3 + ["tool_call", "tool_result"] + ["token"] * 4 + ["done"]
-        assert "".join(data["content"] for name, data in events[:3]) == "Let me compute."
-        assert events[3][1] == {"id": "call_1", "name": "calculator", "args": {"expression": "6*7"}}
-        assert events[4][1] == {"id": "call_1", "name": "calculator", "content": "42"}
-        assert "".join(data["content"] for name, data in events[5:9]) == "The answer is 42."
-        done = events[9][1]
+        frames = parse_sse_frames(response.text)
+        assert [frame_id for frame_id, _, _ in frames] == list(range(1, len(frames) + 1))
+        run_id = response.headers["x-run-id"]
+        assert frames[0][1:] == ("metadata", {"run_id": run_id, "session_id": session_id})
+        events = collapse(parse_sse(response.text))
+        assert [name for name, _ in events] == ["token", "tool_call", "tool_result", "token", "done"]
+        assert events[0][1] == {"content": "Let me compute."}
+        assert events[1][1] == {"id": "call_1", "name": "calculator", "args": {"expression": "6*7"}}
+        assert events[2][1] == {"id": "call_1", "name": "calculator", "content": "42"}
+        assert events[3][1] == {"content": "The answer is 42."}
+        done = events[4][1]
+        assert done["finish_reason"] == "complete"
         assert done["usage"]["model"] == "fake"
         # Summed over both model calls: "Let me compute." (3) + the call's JSON args (2) + "The answer is 42." (4)
         assert done["usage"]["output_tokens"] == 9
@@ -99,7 +103,7 @@ class TestStreamEvents:
 
         events = parse_sse((await stream(harness, headers, session_id, "hello")).text)
 
-        assert events == [
+        assert collapse(events) == [
             ("error", {"error": "LLMRequestRejected", "detail": "The language model rejected the request."})
         ]
         assert [m.role for m in await harness.messages(session_id)] == [MessageRole.user]
@@ -137,8 +141,46 @@ class TestOneTurnAtATime:
         assert [m.content for m in await harness.messages(session_id)] == ["first", "one two three four"]
 
 
+async def hang_up_after_first_token(live_url: str, headers: dict[str, str], body: dict[str, str]) -> str:
+    """Start a stream, read up to the first token, hang up; the run's id."""
+    async with httpx.AsyncClient(base_url=live_url) as http:
+        async with http.stream("POST", STREAM, json=body, headers=headers) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event: token"):
+                    return response.headers["x-run-id"]
+    raise AssertionError("no token came")
+
+
+async def wait_for_messages(harness: ChatHarness, session_id: str, count: int) -> list[Message]:
+    for _ in range(200):  # the run ends on its own time
+        messages = await harness.messages(session_id)
+        if len(messages) >= count:
+            return messages
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {count} messages, have {len(await harness.messages(session_id))}")
+
+
 class TestClientDisconnect:
-    async def test_the_partial_answer_is_persisted_and_marked(
+    async def test_the_run_goes_on_and_its_answer_is_stored_once(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        gate = asyncio.Event()
+        fake.set_script(["Hello there, this answer is long"], gate=gate)
+
+        await hang_up_after_first_token(live_url, headers, {"session_id": session_id, "message": "talk to me"})
+        gate.set()  # the model goes on after the client left
+
+        messages = await wait_for_messages(harness, session_id, 2)
+        await asyncio.sleep(0.2)  # nothing else arrives later
+        assert [(m.role, m.content) for m in await harness.messages(session_id)] == [
+            (MessageRole.user, "talk to me"),
+            (MessageRole.assistant, "Hello there, this answer is long"),
+        ]
+        assert messages[1].finish_reason == "complete"
+
+    async def test_on_disconnect_cancel_keeps_the_partial_answer_once(
         self, harness: ChatHarness, fake: FakeChatModel, live_url: str
     ) -> None:
         headers = await harness.new_user()
@@ -146,29 +188,19 @@ class TestClientDisconnect:
         gate = asyncio.Event()  # never set: the model stalls after its first token
         fake.set_script(["Hello there, this answer is long"], gate=gate)
 
-        async with httpx.AsyncClient(base_url=live_url) as http:
-            request = {"session_id": session_id, "message": "talk to me"}
-            async with http.stream("POST", STREAM, json=request, headers=headers) as response:
-                async for line in response.aiter_lines():
-                    if line.startswith("data:"):
-                        break  # got the first token; hang up
+        body = {"session_id": session_id, "message": "talk to me", "on_disconnect": "cancel"}
+        await hang_up_after_first_token(live_url, headers, body)
 
-        answer = None
-        for _ in range(200):  # the server notices the disconnect asynchronously
-            messages = await harness.messages(session_id)
-            if len(messages) == 2:
-                answer = messages[1]
-                break
-            await asyncio.sleep(0.05)
-        assert answer is not None, "the interrupted answer was not persisted"
-        assert answer.finish_reason == "client_disconnected"
-        assert answer.content == "Hello"
+        messages = await wait_for_messages(harness, session_id, 2)
+        assert messages[1].finish_reason == "cancelled"
+        assert messages[1].content == "Hello"
 
         # The session is free again, and the agent's history holds what the user saw.
         fake.set_script(["Welcome back."])
         events = parse_sse((await stream(harness, headers, session_id, "still there?")).text)
         assert events[-1][0] == "done"
         assert [m.content for m in fake.prompts[-1][1:]] == ["talk to me", "Hello", "still there?"]
+        assert len(await harness.messages(session_id)) == 4
 
 
 @pytest.mark.parametrize("path", [STREAM, "/api/v1/chatbot/chat"])

@@ -10,7 +10,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from agentserver.llm.fake import FakeChatModel, tool_call_turn
-from tests.chat.conftest import ChatHarness
+from tests.chat.conftest import ChatHarness, collapse
 
 
 def ws_url(live_url: str, session_id: str) -> str:
@@ -18,12 +18,13 @@ def ws_url(live_url: str, session_id: str) -> str:
 
 
 async def receive_turn(ws: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The frames of one turn, up to its last, as (event, data) with tokens collapsed."""
     events = []
     while True:
         frame = json.loads(await ws.recv())
         events.append((frame["event"], frame["data"]))
-        if frame["event"] in ("done", "error"):
-            return events
+        if frame["event"] in ("done", "error", "approval_required"):
+            return collapse(events)
 
 
 def token_of(headers: dict[str, str]) -> str:
@@ -43,6 +44,7 @@ class TestWebSocket:
             events = await receive_turn(ws)
 
         assert [name for name, _ in events] == ["tool_call", "tool_result", "token", "done"]
+        assert events[2][1] == {"content": "Nine."}
         assert events[1][1] == {"id": "c9", "name": "calculator", "content": "9"}
         assert [m.content for m in await harness.messages(session_id)] == ["3 times 3?", "Nine."]
 

@@ -6,29 +6,42 @@
 The model is reached through `AgentDeps.chat_model(tools)` (retries, fallbacks and usage accounting
 live in the LLM layer). Per-turn facts the server knows — user, session, long-term memory — come in as
 the run's `context` (TurnContext), never from the model.
+
+Approvals: a call of a tool in `AgentDeps.approval_tools` pauses the run with `interrupt()` (the
+checkpoint keeps it across restarts); the run resumes with `Command(resume={"decision": "approve" |
+"reject" | "edit", "args": {...}})`. The summary step is best effort: if its model call fails the turn goes
+on with the old summary. Model usage outside the chat node (summaries) is reported on the `custom` stream
+as `{"usage": {...}}`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import structlog
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
 
 from agentserver.agent import summarize
 from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget
 from agentserver.agent.prompts import render_system_prompt
 from agentserver.agent.state import AgentState, TurnContext
 from agentserver.agent.tools import run_tool_call
+from agentserver.cache import ResponseCache, request_key
+from agentserver.llm.usage import usage_of
+
+log = structlog.get_logger(__name__)
 
 ChatModel = Runnable[LanguageModelInput, BaseMessage]
 
@@ -37,6 +50,7 @@ GIVE_UP_MESSAGE = (
     "Please rephrase or narrow the question and I will try again."
 )
 TOOL_NOT_RUN = "Not run: the tool round limit for this turn was reached."
+TOOL_DECLINED = "Not run: the user declined this tool call."
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,11 @@ class AgentDeps:
     summary_after_turns: int
     # Characters of history sent to the model (the system prompt is bounded separately).
     max_history_chars: int = 24_000
+    # Tools whose calls wait for a human decision (approve / reject / edit) before they run.
+    approval_tools: frozenset[str] = field(default_factory=frozenset)
+    # CACHE_ENABLED: answers keyed by the whole model request and the user (cache.py).
+    cache: ResponseCache | None = None
+    model_name: str = ""
 
     @property
     def keep_turns(self) -> int:
@@ -67,7 +86,15 @@ def build_graph(
         folded, _ = summarize.split_for_summary(state.get("messages") or [], deps.summary_after_turns, deps.keep_turns)
         if not folded:
             return {}
-        summary = await summarize.extend_summary(deps.summary_model(), state.get("summary", ""), folded)
+        try:
+            summary, answer = await summarize.extend_summary(deps.summary_model(), state.get("summary", ""), folded)
+        except Exception:
+            # A summary makes long chats cheaper; failing to write one must not fail the user's turn.
+            # The turns stay in the history (bounded by max_history_chars) and are folded next time.
+            log.exception("agent.summary_failed")
+            return {}
+        usage = usage_of(answer)
+        get_stream_writer()({"usage": usage.as_dict()})
         return {"summary": summary, "messages": summarize.removals(folded)}
 
     async def chat_node(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -77,13 +104,38 @@ def build_graph(
             conversation_summary=state.get("summary", ""),
         )
         history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
-        response = await deps.chat_model(deps.tools).ainvoke([SystemMessage(system), *history])
+        prompt = [SystemMessage(system), *history]
+        cache, key = deps.cache, ""
+        if cache is not None and context is not None:
+            key = request_key(deps.model_name, prompt, deps.tools)
+            if (hit := await cache.get(context.user_id, key)) is not None:
+                return {"messages": [hit]}
+        response = await deps.chat_model(deps.tools).ainvoke(prompt)
+        if cache is not None and context is not None and isinstance(response, AIMessage):
+            await cache.set(context.user_id, key, response)
         return {"messages": [response]}
 
     async def tools_node(state: AgentState) -> dict[str, Any]:
         last = _last_ai(state)
         calls = last.tool_calls if last else []
-        results = await asyncio.gather(*(run_tool_call(deps.tools, call) for call in calls))
+        # Decisions first, one interrupt per call that needs one (on resume the node runs again and each
+        # interrupt() returns its decision in order), then every call runs concurrently.
+        decisions = {
+            call["id"]: interrupt({"tool_call_id": call["id"], "tool": call["name"], "args": call["args"]})
+            for call in calls
+            if call["name"] in deps.approval_tools
+        }
+
+        async def run(call: ToolCall) -> ToolMessage:
+            decision = decisions.get(call["id"])
+            if isinstance(decision, dict):
+                if decision.get("decision") == "reject":
+                    return ToolMessage(TOOL_DECLINED, tool_call_id=call["id"] or "", name=call["name"], status="error")
+                if decision.get("decision") == "edit" and isinstance(decision.get("args"), dict):
+                    call = ToolCall(name=call["name"], args=decision["args"], id=call["id"], type="tool_call")
+            return await run_tool_call(deps.tools, call)
+
+        results = await asyncio.gather(*(run(call) for call in calls))
         return {"messages": list(results), "tool_rounds": state.get("tool_rounds", 0) + 1}
 
     async def give_up_node(state: AgentState) -> dict[str, Any]:

@@ -1,25 +1,30 @@
-"""The agent's long-lived parts, built once in the app lifespan: checkpointer, HTTP client, tools, graph."""
+"""The agent's long-lived parts, built once in the app lifespan: checkpointer, HTTP client, tools, graph.
+
+A process that runs no worker (API only) builds the same graph without a model: it reads conversations
+(state, history) and validates approval decisions, but never executes a run.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import structlog
+from langchain_core.tools import BaseTool
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph.state import CompiledStateGraph
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
 
-from agentserver.agent.graph import AgentDeps, build_graph
+from agentserver.agent.graph import AgentDeps, ChatModel, build_graph
 from agentserver.agent.tools import build_tools
 from agentserver.agent.tools.weather import OpenMeteo
 from agentserver.agent.tools.web_search import DuckDuckGoSearch, SearchBackend, SearxngSearch
-from agentserver.auth.service import UserDeletion
+from agentserver.cache import ResponseCache
 from agentserver.config import LLMProvider, Settings
 from agentserver.kit.db import libpq_url
 from agentserver.llm import registry
@@ -37,18 +42,20 @@ CHARS_PER_TOKEN = 2
 class AgentRuntime:
     graph: CompiledStateGraph[Any, Any, Any, Any]
     checkpointer: AsyncPostgresSaver
+    tools: Sequence[BaseTool]
 
-    async def delete_thread(self, session_id: uuid.UUID) -> None:
-        """Erase the checkpoints (the agent's copy of the conversation) of one chat session."""
-        await self.checkpointer.adelete_thread(str(session_id))
+    def validate_args(self, tool_name: str, args: dict[str, Any]) -> None:
+        """Raise (ValueError, pydantic ValidationError) unless `args` are valid arguments of the tool."""
+        tool = next((t for t in self.tools if t.name == tool_name), None)
+        if tool is None:
+            raise ValueError(f"unknown tool {tool_name!r}")
+        schema = tool.args_schema
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            schema.model_validate(args)
 
-    async def delete_threads(self, session_ids: Iterable[uuid.UUID]) -> None:
-        for session_id in session_ids:
-            await self.delete_thread(session_id)
 
-    async def erase_user(self, deletion: UserDeletion) -> None:
-        """User-deletion hook: the checkpoints of every session the user owned."""
-        await self.delete_threads(deletion.session_ids)
+def _no_model(*_: Any) -> ChatModel:
+    raise RuntimeError("this process runs no worker: it has no model to execute runs with")
 
 
 def history_budget_chars(settings: Settings, model: str) -> int:
@@ -69,7 +76,14 @@ def search_backend(settings: Settings, http: httpx.AsyncClient) -> SearchBackend
     return None
 
 
-async def open_agent(settings: Settings, database_url: str, llm: LLMService, stack: AsyncExitStack) -> AgentRuntime:
+async def open_agent(
+    settings: Settings,
+    database_url: str,
+    llm: LLMService | None,
+    stack: AsyncExitStack,
+    *,
+    cache: ResponseCache | None = None,
+) -> AgentRuntime:
     # LangGraph's checkpointer speaks psycopg; its connections need autocommit and no prepared statements.
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         libpq_url(database_url),
@@ -87,13 +101,20 @@ async def open_agent(settings: Settings, database_url: str, llm: LLMService, sta
     http = httpx.AsyncClient(timeout=10.0, headers={"User-Agent": "agentserver"}, follow_redirects=False)
     stack.push_async_callback(http.aclose)
     tools = build_tools(search=search_backend(settings, http), weather=OpenMeteo(http))
+    model_name = llm.default_model if llm is not None else ""
+    unknown = set(settings.tools_requiring_approval) - {t.name for t in tools}
+    if unknown:
+        log.warning("agent.unknown_approval_tools", tools=sorted(unknown))
     deps = AgentDeps(
-        chat_model=llm.chat_model,
-        summary_model=llm.cheap_model,
+        chat_model=llm.chat_model if llm is not None else _no_model,
+        summary_model=llm.cheap_model if llm is not None else _no_model,
         tools=tools,
         max_tool_rounds=settings.max_tool_rounds,
         summary_after_turns=settings.summary_after_turns,
-        max_history_chars=history_budget_chars(settings, llm.default_model),
+        max_history_chars=history_budget_chars(settings, model_name) if llm is not None else 24_000,
+        approval_tools=frozenset(settings.tools_requiring_approval),
+        cache=cache,
+        model_name=model_name,
     )
-    log.info("agent.ready", tools=[t.name for t in tools], model=llm.default_model)
-    return AgentRuntime(graph=build_graph(deps, checkpointer), checkpointer=checkpointer)
+    log.info("agent.ready", tools=[t.name for t in tools], model=model_name or None)
+    return AgentRuntime(graph=build_graph(deps, checkpointer), checkpointer=checkpointer, tools=tools)

@@ -57,14 +57,17 @@ def _transcript(messages: Sequence[AnyMessage]) -> str:
 
 async def extend_summary(
     model: Runnable[LanguageModelInput, BaseMessage], summary: str, folded: Sequence[AnyMessage]
-) -> str:
+) -> tuple[str, AIMessage]:
+    """The extended summary, and the model's answer (for its usage)."""
     prompt = [
         SystemMessage(SUMMARY_INSTRUCTIONS),
         HumanMessage(f"Existing summary:\n{summary or '(empty)'}\n\nNew messages:\n{_transcript(folded)}"),
     ]
     answer = await model.ainvoke(prompt)
+    if not isinstance(answer, AIMessage):
+        raise TypeError(f"expected an AIMessage, got {type(answer).__name__}")
     text = answer.content if isinstance(answer.content, str) else str(answer.content)
-    return text.strip()[:MAX_SUMMARY_CHARS]
+    return text.strip()[:MAX_SUMMARY_CHARS], answer
 
 
 def removals(folded: Sequence[AnyMessage]) -> list[RemoveMessage]:

@@ -13,13 +13,14 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
 from agentserver.auth.schemas import TOKEN_MAX_LENGTH
 from agentserver.auth.security import PasswordHasher
 from agentserver.auth.service import UserDeletionHook
 from agentserver.auth.service import auth as auth_service
 from agentserver.config import Settings
-from agentserver.kit.db import SessionDep
+from agentserver.kit.db import UnitOfWorkDep
 from agentserver.kit.errors import Unauthorized
 from agentserver.models import User
 
@@ -27,7 +28,7 @@ from agentserver.models import User
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+def get_settings(request: HTTPConnection) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
@@ -49,12 +50,17 @@ UserDeletionHooksDep = Annotated[list[UserDeletionHook], Depends(get_user_deleti
 
 
 async def get_current_user(
-    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    unit: UnitOfWorkDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
-    """The user of the request's bearer access token; 401 if missing, invalid, expired or the user is gone."""
+    """The user of the request's bearer access token; 401 if missing, invalid, expired or the user is gone.
+
+    Its own short unit of work: the connection is back in the pool before the endpoint runs, however long
+    that waits (a chat turn waits on a model for seconds to minutes).
+    """
     if not token or len(token) > TOKEN_MAX_LENGTH:
         raise Unauthorized("Not authenticated")
-    user = await auth_service.authenticate_access_token(session, settings, token)
+    async with unit() as session:
+        user = await auth_service.authenticate_access_token(session, settings, token)
     # Every log line of the rest of the request carries the user.
     structlog.contextvars.bind_contextvars(user_id=str(user.id))
     return user

@@ -35,7 +35,8 @@ class UserRepository:
     async def delete(self, user: User) -> None:
         # The foreign keys cascade: sessions, messages and refresh tokens go with the row.
         await self.session.execute(delete(User).where(User.id == user.id))
-        self.session.expunge(user)
+        if user in self.session:
+            self.session.expunge(user)
 
 
 class RefreshTokenRepository:

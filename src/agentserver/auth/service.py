@@ -54,9 +54,9 @@ class UserDeletion:
     session_ids: Sequence[uuid.UUID]
 
 
-# Erases data the database cascade cannot reach (LangGraph checkpoints keyed by session id, mem0
-# memories keyed by user id). Hooks must be idempotent: they run after the user's rows are deleted
-# but before commit, so a failing hook rolls the deletion back and the client can simply retry.
+# Erases what the database cascade cannot reach (LangGraph checkpoints keyed by session id, mem0 memories
+# keyed by user id) and stops the user's runs. Hooks run inside the deletion's transaction, before the
+# user's rows are deleted: a failing hook rolls the whole deletion back and the client can simply retry.
 UserDeletionHook = Callable[[UserDeletion], Awaitable[None]]
 
 
@@ -158,15 +158,15 @@ class AuthService:
     ) -> None:
         """Erase the user and everything they own.
 
-        Rows (sessions, messages, refresh tokens) go by foreign-key cascade; `on_delete` hooks erase
-        what lives outside these tables. See `UserDeletionHook` for the ordering guarantee.
+        Rows (sessions, messages, runs, refresh tokens) go by foreign-key cascade; `on_delete` hooks (run
+        first) erase what lives outside these tables. See `UserDeletionHook`.
         """
         session_ids = await ChatSessionRepository.from_session(session).list_ids_for_user(user.id)
         user_id = user.id
-        await UserRepository.from_session(session).delete(user)
         deletion = UserDeletion(db=session, user_id=user_id, session_ids=session_ids)
         for hook in on_delete:
             await hook(deletion)
+        await UserRepository.from_session(session).delete(user)
         log.info("auth.user_deleted", user_id=str(user_id), sessions=len(session_ids))
 
     async def _issue_pair(

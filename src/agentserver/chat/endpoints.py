@@ -1,10 +1,14 @@
-"""Chat API: one-shot, SSE stream, WebSocket, and the message history of a session."""
+"""Chat API: one-shot, SSE stream, WebSocket, and the message history of a session.
+
+Each message starts a run (runs/): it is stored, executed by a worker, and its events are followed here.
+A client that goes away does not stop the run (unless it asked for `on_disconnect: "cancel"`): the answer
+is still stored, and `GET /api/v1/runs/{run_id}/stream` re-joins it.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -12,23 +16,27 @@ from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from agentserver.agent.runtime import AgentRuntime
 from agentserver.auth.dependencies import CurrentUser, SettingsDep
 from agentserver.auth.service import auth as auth_service
-from agentserver.chat import events
-from agentserver.chat.dependencies import AgentDep, MemoryDep
-from agentserver.chat.errors import MessageTooLong, SessionNotFound, TurnInProgress
 from agentserver.chat.repository import ChatRepository
-from agentserver.chat.schemas import ChatFrame, ChatRequest, ChatResponse, MessagePage, MessageRead, Usage
-from agentserver.chat.service import LongTermMemory, TurnRunner
+from agentserver.chat.schemas import ChatFrame, ChatRequest, ChatResponse, MessagePage, MessageRead
 from agentserver.chat.service import chat as chat_service
 from agentserver.config import Settings
 from agentserver.kit.db import SessionDep, SessionmakerDep, session_scope
 from agentserver.kit.errors import AppError, ErrorBody, Unauthorized
 from agentserver.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
 from agentserver.llm.errors import LLMRequestRejected, LLMUnavailable
+from agentserver.models import MultitaskStrategy, Run
 from agentserver.observability.metrics import ACTIVE_STREAMS
 from agentserver.ratelimit import Policy, RateLimiter, rate_limit_chat, rate_limited
+from agentserver.runs import events
+from agentserver.runs.dependencies import EventLogDep, RunStreamsDep, TasksDep
+from agentserver.runs.errors import MessageTooLong, SessionNotFound, TurnInProgress
+from agentserver.runs.eventlog import EventLog
+from agentserver.runs.events import RunEvent
+from agentserver.runs.service import runs as runs_service
+from agentserver.runs.streaming import RunStreams
+from agentserver.runs.transport import sse_response
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1/chatbot", tags=["chat"])
@@ -41,32 +49,27 @@ TURN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def turn_timeout(settings: Settings) -> timedelta:
-    # A claim older than the longest possible turn belongs to a crashed process and may be taken over.
-    return timedelta(seconds=settings.llm_deadline_seconds * (settings.max_tool_rounds + 2))
-
-
-async def start_turn(
+async def start_run(
     sessionmaker: Any,
+    event_log: EventLog,
     settings: Settings,
-    agent: AgentRuntime,
-    memory: LongTermMemory | None,
     *,
     user_id: uuid.UUID,
     session_id: uuid.UUID,
     text: str,
-) -> TurnRunner:
-    """Claim the session and store the user message (404/409/422 raise here), then start the answer."""
+    strategy: MultitaskStrategy | None,
+) -> Run:
+    """Store the message and its run (404/409/422 raise here, before any response starts)."""
     structlog.contextvars.bind_contextvars(session_id=str(session_id))
-    turn = await chat_service.begin_turn(
+    return await runs_service.start(
         sessionmaker,
+        event_log,
         user_id=user_id,
         session_id=session_id,
         text=text,
         max_chars=settings.max_message_chars,
-        turn_timeout=turn_timeout(settings),
+        strategy=strategy or MultitaskStrategy(settings.default_multitask_strategy),
     )
-    return TurnRunner(agent.graph, sessionmaker, turn, memory).start()
 
 
 @router.post(
@@ -80,30 +83,23 @@ async def chat(
     user: CurrentUser,
     settings: SettingsDep,
     sessionmaker: SessionmakerDep,
-    agent: AgentDep,
-    memory: MemoryDep,
+    event_log: EventLogDep,
+    streams: RunStreamsDep,
 ) -> ChatResponse:
-    runner = await start_turn(
-        sessionmaker, settings, agent, memory, user_id=user.id, session_id=body.session_id, text=body.message
+    run = await start_run(
+        sessionmaker,
+        event_log,
+        settings,
+        user_id=user.id,
+        session_id=body.session_id,
+        text=body.message,
+        strategy=body.multitask_strategy,
     )
-    async for _ in runner.events():
-        pass  # the one-shot answer only needs the outcome
-    if runner.error is not None:
-        raise runner.error
-    result = runner.result
-    assert result.message_id is not None
-    return ChatResponse(
-        session_id=runner.turn.session_id,
-        message=result.content,
-        message_id=result.message_id,
-        usage=Usage(
-            model=result.model,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            total_tokens=result.input_tokens + result.output_tokens,
-            cost_usd=result.cost_usd,
-        ),
-    )
+    ending: RunEvent | None = None
+    async for event in streams.follow(run.id):
+        if event is not None and event.terminal:
+            ending = event
+    return await chat_service.reply(sessionmaker, session_id=body.session_id, run_id=run.id, ending=ending)
 
 
 @router.post(
@@ -115,8 +111,8 @@ async def chat(
         **TURN_ERRORS,
         200: {
             "content": {"text/event-stream": {}},
-            "description": "Events `token`, `tool_call`, `tool_result`, then `done` or `error`; "
-            "each is `event: <name>` and one JSON `data:` line",
+            "description": "Events `metadata`, `token`, `tool_call`, `tool_result`, `reset`, then `done`, `error` "
+            "or `approval_required`; each is `id: <n>`, `event: <name>` and one JSON `data:` line",
         },
     },
 )
@@ -125,26 +121,31 @@ async def chat_stream(
     user: CurrentUser,
     settings: SettingsDep,
     sessionmaker: SessionmakerDep,
-    agent: AgentDep,
-    memory: MemoryDep,
+    event_log: EventLogDep,
+    streams: RunStreamsDep,
+    tasks: TasksDep,
 ) -> StreamingResponse:
     # Errors known before the first byte (404, 409, 422) are plain HTTP errors, not stream events.
-    runner = await start_turn(
-        sessionmaker, settings, agent, memory, user_id=user.id, session_id=body.session_id, text=body.message
+    run = await start_run(
+        sessionmaker,
+        event_log,
+        settings,
+        user_id=user.id,
+        session_id=body.session_id,
+        text=body.message,
+        strategy=body.multitask_strategy,
     )
 
-    async def sse() -> AsyncIterator[str]:
-        ACTIVE_STREAMS.labels(transport="sse").inc()
-        try:
-            async for event in runner.events():
-                yield event.sse()
-        finally:
-            ACTIVE_STREAMS.labels(transport="sse").dec()
+    def cancel_run() -> None:
+        tasks.spawn(
+            runs_service.cancel_quietly(sessionmaker, event_log, user_id=user.id, run_id=run.id),
+            name=f"cancel-{run.id}",
+        )
 
-    return StreamingResponse(
-        sse(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return sse_response(
+        streams.follow(run.id),
+        headers={"X-Run-Id": str(run.id)},
+        on_abandon=cancel_run if body.on_disconnect == "cancel" else None,
     )
 
 
@@ -171,6 +172,7 @@ async def list_messages(
 
 
 # --- WebSocket ---------------------------------------------------------------------------------------
+WS_UNSUPPORTED_DATA = 1003
 WS_POLICY_VIOLATION = 1008
 
 
@@ -180,19 +182,36 @@ class InvalidFrame(AppError):
     status_code = 422
 
 
-def parse_frame(frame: str) -> str:
+def parse_frame(frame: str) -> ChatFrame:
     try:
-        return ChatFrame.model_validate_json(frame).message
+        return ChatFrame.model_validate_json(frame)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidFrame(f"{where + ': ' if where else ''}{first['msg']}") from None
 
 
+class BinaryFrame(Exception):
+    """The client sent a binary frame: this endpoint speaks JSON text frames only."""
+
+
+async def receive_text(websocket: WebSocket) -> str:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise BinaryFrame()
+    return str(text)
+
+
 async def _ws_user_id(websocket: WebSocket, settings: Settings, token: str | None) -> uuid.UUID:
     """Authenticate with `?token=` or a first frame `{"token": "..."}`."""
     if token is None:
-        first = await websocket.receive_json()
+        try:
+            first = json.loads(await receive_text(websocket))
+        except ValueError:
+            first = None
         token = first.get("token") if isinstance(first, dict) else None
     if not isinstance(token, str) or not token:
         raise Unauthorized("Not authenticated")
@@ -201,17 +220,34 @@ async def _ws_user_id(websocket: WebSocket, settings: Settings, token: str | Non
     return user.id
 
 
+async def _relay(websocket: WebSocket, streams: RunStreams, run_id: uuid.UUID, after: int) -> None:
+    async for event in streams.follow(run_id, after):
+        if event is not None:
+            await websocket.send_json({**event.ws(), "run_id": str(run_id)})
+
+
 @router.websocket("/ws/{session_id}")
-async def chat_websocket(websocket: WebSocket, session_id: uuid.UUID, token: str | None = None) -> None:
-    """Frames in: `{"message": "..."}`. Frames out: `{"event": name, "data": {...}}`, the SSE events."""
+async def chat_websocket(
+    websocket: WebSocket,
+    session_id: uuid.UUID,
+    token: str | None = None,
+    run_id: uuid.UUID | None = None,
+    after: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> None:
+    """Frames in: `{"message": "..."}`. Frames out: `{"event", "data", "id", "run_id"}`, the SSE events.
+
+    Reconnecting with `?run_id=<id>&after=<last id seen>` first replays what was missed of that run.
+    """
     await websocket.accept()
-    settings: Settings = websocket.state.settings
-    sessionmaker = websocket.state.sessionmaker
-    agent: AgentRuntime = websocket.state.agent
-    rate_limiter: RateLimiter = websocket.state.rate_limiter
-    memory = getattr(websocket.state, "memory", None)
+    state = websocket.state
+    settings: Settings = state.settings
+    streams: RunStreams = state.run_streams
+    rate_limiter: RateLimiter = state.rate_limiter
     try:
         user_id = await _ws_user_id(websocket, settings, token)
+    except BinaryFrame:
+        await websocket.close(code=WS_UNSUPPORTED_DATA, reason="JSON text frames only")
+        return
     except (AppError, ValueError) as exc:
         reason = exc.message if isinstance(exc, AppError) else "Not authenticated"
         await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
@@ -221,29 +257,39 @@ async def chat_websocket(websocket: WebSocket, session_id: uuid.UUID, token: str
     structlog.contextvars.bind_contextvars(user_id=str(user_id), session_id=str(session_id))
     ACTIVE_STREAMS.labels(transport="websocket").inc()
     try:
+        if run_id is not None:
+            async with session_scope(state.sessionmaker) as db:
+                await runs_service.get(db, user_id=user_id, run_id=run_id)
+            await _relay(websocket, streams, run_id, after)
         while True:
-            frame = await websocket.receive_text()
+            try:
+                frame = await receive_text(websocket)
+            except BinaryFrame:
+                await websocket.close(code=WS_UNSUPPORTED_DATA, reason="JSON text frames only")
+                return
             limit = await rate_limiter.hit(Policy.chat, "user", str(user_id))
             if limit is not None and not limit.allowed:
                 refused = rate_limited(limit)
-                await websocket.send_json(events.error(type(refused).__name__, refused.message).ws())
+                await websocket.send_json(events.error(refused.name, refused.message).ws())
                 continue
             try:
-                runner = await start_turn(
-                    sessionmaker,
+                parsed = parse_frame(frame)
+                run = await start_run(
+                    state.sessionmaker,
+                    state.event_log,
                     settings,
-                    agent,
-                    memory,
                     user_id=user_id,
                     session_id=session_id,
-                    text=parse_frame(frame),
+                    text=parsed.message,
+                    strategy=parsed.multitask_strategy,
                 )
             except AppError as exc:
-                await websocket.send_json(events.error(type(exc).__name__, exc.message).ws())
+                await websocket.send_json(events.error(exc.name, exc.message).ws())
                 continue
-            async for event in runner.events():
-                await websocket.send_json(event.ws())
+            await _relay(websocket, streams, run.id, 0)
     except WebSocketDisconnect:
-        log.info("chat.ws_closed")
+        log.info("chat.ws_closed")  # runs go on: the client can re-join them
+    except AppError as exc:
+        await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.message[:120])
     finally:
         ACTIVE_STREAMS.labels(transport="websocket").dec()

@@ -1,12 +1,12 @@
-"""Chat persistence: messages, and the per-session turn claim. Every query is scoped by owner."""
+"""Chat persistence: the messages of a session (a projection of its runs). Every query is scoped by owner."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentserver.models import ChatSession, Message
@@ -25,33 +25,6 @@ class ChatRepository:
             select(ChatSession.id).where(ChatSession.id == session_id, ChatSession.user_id == user_id)
         )
         return found is not None
-
-    async def claim_turn(
-        self, user_id: uuid.UUID, session_id: uuid.UUID, turn_id: uuid.UUID, stale_after: timedelta
-    ) -> bool:
-        """Atomically mark the user's session as answering `turn_id`; False if it is busy or not theirs."""
-        result = await self.session.execute(
-            update(ChatSession)
-            .where(
-                ChatSession.id == session_id,
-                ChatSession.user_id == user_id,
-                or_(
-                    ChatSession.active_turn_id.is_(None),
-                    ChatSession.turn_started_at < func.now() - stale_after,
-                ),
-            )
-            .values(active_turn_id=turn_id, turn_started_at=func.now(), updated_at=func.now())
-            .returning(ChatSession.id)
-        )
-        return result.scalar_one_or_none() is not None
-
-    async def release_turn(self, session_id: uuid.UUID, turn_id: uuid.UUID) -> None:
-        # Only the claimant releases: a stale claim taken over by a newer turn stays with the new turn.
-        await self.session.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session_id, ChatSession.active_turn_id == turn_id)
-            .values(active_turn_id=None, turn_started_at=None)
-        )
 
     async def add_message(self, message: Message) -> Message:
         self.session.add(message)

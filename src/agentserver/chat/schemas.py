@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from agentserver.models import MessageRole
+from agentserver.models import MessageRole, MultitaskStrategy
 
 # A hard ceiling on what is parsed at all; the configured MAX_MESSAGE_CHARS is checked by the service.
 MESSAGE_PARSE_LIMIT = 1_000_000
@@ -32,6 +32,16 @@ class ChatRequest(BaseModel):
 
     session_id: uuid.UUID
     message: UserText
+    multitask_strategy: MultitaskStrategy | None = Field(
+        default=None,
+        description="While the session is still answering: reject (409) | enqueue | interrupt | rollback "
+        "(default: DEFAULT_MULTITASK_STRATEGY)",
+    )
+    on_disconnect: Literal["continue", "cancel"] = Field(
+        default="continue",
+        description="Streams: whether the run goes on when the client goes away (it can re-join with "
+        "GET /api/v1/runs/{run_id}/stream) or is cancelled",
+    )
 
 
 class ChatFrame(BaseModel):
@@ -40,6 +50,7 @@ class ChatFrame(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: UserText
+    multitask_strategy: MultitaskStrategy | None = None
 
 
 class Usage(BaseModel):
@@ -52,9 +63,14 @@ class Usage(BaseModel):
 
 class ChatResponse(BaseModel):
     session_id: uuid.UUID
+    run_id: uuid.UUID
     message: str
-    message_id: uuid.UUID
+    message_id: uuid.UUID | None = Field(description="The stored answer; null when the run paused for approval")
+    finish_reason: str = Field(description="complete | max_tool_rounds | cancelled | approval_required")
     usage: Usage
+    approval: dict[str, Any] | None = Field(
+        default=None, description="When the run paused: the tool call waiting for POST /api/v1/runs/{id}/resume"
+    )
 
 
 class MessageRead(BaseModel):

@@ -8,8 +8,8 @@ session with `session_scope()`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
 import structlog
@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from sqlalchemy import make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from starlette.requests import HTTPConnection
 
 log = structlog.get_logger(__name__)
 
@@ -103,9 +104,20 @@ async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> Async
         yield session
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+def get_sessionmaker(request: HTTPConnection) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.state.sessionmaker
     return sessionmaker
+
+
+# A short unit of work on demand: `async with unit() as session: ...` commits and returns the connection
+# at once. For dependencies that must not hold a connection while the endpoint waits (authentication of
+# a request that then waits on a model). Tests override `get_unit_of_work` to share their transaction.
+UnitOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+def get_unit_of_work(request: HTTPConnection) -> UnitOfWork:
+    sessionmaker = get_sessionmaker(request)
+    return lambda: session_scope(sessionmaker)
 
 
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -117,3 +129,4 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
 # client never sees success for a commit that then fails, and a streaming response holds no connection.
 SessionDep = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]

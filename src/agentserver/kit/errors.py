@@ -32,10 +32,37 @@ class AppError(Exception):
         if headers is not None:
             self.headers = headers
 
+    @property
+    def name(self) -> str:
+        """What clients see as `error`: the class name."""
+        return type(self).__name__
+
     @classmethod
     def schema(cls) -> dict[str, Any]:
         """An OpenAPI `responses=` entry for endpoints that declare this error."""
         return {"model": ErrorBody, "description": cls.__doc__ or cls.__name__}
+
+
+def _subclasses(cls: type[AppError]) -> list[type[AppError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_subclasses(sub))
+    return found
+
+
+class RelayedError(AppError):
+    """An error that happened in another process (a worker running the request's run), relayed to the
+    client with its own name and status."""
+
+    def __init__(self, name: str, message: str) -> None:
+        known = next((c for c in _subclasses(AppError) if c.__name__ == name and c is not RelayedError), None)
+        super().__init__(message, known.status_code if known is not None else 500)
+        self._name = name if known is not None else "InternalServerError"
+
+    @property
+    def name(self) -> str:
+        return self._name
 
 
 class BadRequest(AppError):
@@ -110,8 +137,8 @@ def error_response(
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
-        log.warning("http.app_error", error=type(exc).__name__, status=exc.status_code, detail=exc.message)
-    return error_response(type(exc).__name__, exc.message, exc.status_code, exc.headers)
+        log.warning("http.app_error", error=exc.name, status=exc.status_code, detail=exc.message)
+    return error_response(exc.name, exc.message, exc.status_code, exc.headers)
 
 
 def _clean_validation_error(err: Any) -> dict[str, Any]:

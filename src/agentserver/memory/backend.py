@@ -40,6 +40,7 @@ from psycopg_pool import ConnectionPool
 from agentserver.config import Settings
 from agentserver.kit.db import libpq_url
 from agentserver.memory.embeddings import LocalEmbedder, Mem0LocalEmbedding
+from agentserver.memory.isolation import IsolatedLoop
 from agentserver.memory.service import MemoryService, MemoryStore, VectorTable
 
 log = structlog.get_logger(__name__)
@@ -290,29 +291,47 @@ def build_async_memory(
 
 @asynccontextmanager
 async def start_memory(
-    settings: Settings, database_url: str, model: Runnable[LanguageModelInput, BaseMessage]
+    settings: Settings, database_url: str, model: Runnable[LanguageModelInput, BaseMessage] | None
 ) -> AsyncIterator[MemoryService]:
-    """The running service (workers started); on exit the queue is drained and the pool closed."""
+    """The memory service; on exit mem0's loop, its threads and the pool are stopped.
+
+    `model` is the LLM extraction uses (None in processes that run no worker: they only search and list).
+    """
     table = _vector_table(settings)
-    embedder = await asyncio.to_thread(_build_embedder, settings)
-    pool: ConnectionPool[Any] = ConnectionPool(
-        libpq_url(database_url),
-        min_size=1,
-        max_size=max(2, settings.memory_workers + 2),
-        open=False,
-        configure=_configure_connection,
-        name="memory",
-    )
+    isolation = IsolatedLoop("mem0", settings.memory_threads)
+    isolation.start()
     async with AsyncExitStack() as stack:
-        await asyncio.to_thread(pool.open, wait=True, timeout=settings.database_connect_timeout_seconds)
-        stack.push_async_callback(asyncio.to_thread, pool.close)
-        await asyncio.to_thread(ensure_schema, pool, table)
-        llm = LangChainExtractionLLM(model, asyncio.get_running_loop(), timeout=settings.llm_deadline_seconds)
-        memory = await asyncio.to_thread(build_async_memory, pool, table, embedder, llm)
-        service = MemoryService(memory, MemoryStore(pool, table), settings)
-        service.start()
-        # After the drain (LIFO): a thread still blocked on the model would otherwise hold up process exit.
-        stack.callback(llm.cancel_pending)
-        stack.push_async_callback(service.close)
+        stack.push_async_callback(asyncio.to_thread, isolation.stop)
+        embedder = await isolation.call(_build_embedder, settings)
+        pool: ConnectionPool[Any] = ConnectionPool(
+            libpq_url(database_url),
+            min_size=1,
+            max_size=settings.memory_threads,
+            open=False,
+            configure=_configure_connection,
+            name="memory",
+        )
+        await isolation.call(lambda: pool.open(wait=True, timeout=settings.database_connect_timeout_seconds))
+        stack.push_async_callback(isolation.call, pool.close)
+        await isolation.call(ensure_schema, pool, table)
+        llm: LLMBase = (
+            LangChainExtractionLLM(model, asyncio.get_running_loop(), timeout=settings.llm_deadline_seconds)
+            if model is not None
+            else _NoExtractionLLM()
+        )
+        memory = await isolation.call(build_async_memory, pool, table, embedder, llm)
+        if isinstance(llm, LangChainExtractionLLM):
+            # A thread still blocked on the model would otherwise hold up process exit.
+            stack.callback(llm.cancel_pending)
         log.info("memory.started", table=table.name, embedding_provider=settings.embedding_provider)
-        yield service
+        yield MemoryService(memory, MemoryStore(pool, table), settings, isolation)
+
+
+class _NoExtractionLLM(LLMBase):  # type: ignore[misc]
+    """The LLM of a process that runs no worker: extraction happens elsewhere, so it is never called."""
+
+    def __init__(self) -> None:
+        super().__init__(BaseLlmConfig())
+
+    def generate_response(self, messages: list[dict[str, str]], *args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("memory extraction runs in workers; this process has no model for it")

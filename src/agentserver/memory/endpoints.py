@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from agentserver.auth.dependencies import CurrentUser
+from agentserver.kit.db import SessionDep
 from agentserver.kit.errors import Unauthorized
 from agentserver.memory.errors import MemoryNotFound, MemoryUnavailable
 from agentserver.memory.schemas import MemoryHit, MemoryList, MemoryRead, MemorySearchResult
@@ -75,7 +76,9 @@ async def delete_memory(memory_id: uuid.UUID, user: CurrentUser, memory: MemoryD
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT, summary="Forget every memory of the caller")
-async def delete_all_memories(user: CurrentUser, memory: MemoryDep) -> Response:
+async def delete_all_memories(user: CurrentUser, memory: MemoryDep, session: SessionDep) -> Response:
+    # In the request's transaction: gone for every process when this answers, and extractions still
+    # queued or running for the user drop what they would add (memory/jobs.py).
     if memory is not None:
-        await memory.delete_all(user.id)
+        await memory.erase(session, user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,14 +11,17 @@ from agentserver.observability.db_pool import pool_collector, psycopg_pool_sampl
 
 
 async def open_memory(
-    settings: Settings, database_url: str, llm: LLMService, stack: AsyncExitStack
+    settings: Settings, database_url: str, llm: LLMService | None, stack: AsyncExitStack
 ) -> MemoryService | None:
-    """Start the memory service (closed, queue drained, when `stack` closes), or None if memory is off."""
+    """Start the memory service (closed when `stack` closes), or None if memory is off.
+
+    `llm` is the model extraction uses: None in a process that runs no worker (it only searches and lists).
+    """
     if not settings.memory_enabled:
         return None
     # mem0 takes seconds to import: a server with memory off (and every CLI command) never loads it.
     from agentserver.memory.backend import start_memory  # noqa: PLC0415
 
-    memory = await stack.enter_async_context(start_memory(settings, database_url, llm.cheap_model()))
+    memory = await stack.enter_async_context(start_memory(settings, database_url, llm.cheap_model() if llm else None))
     stack.enter_context(pool_collector.track("memory", psycopg_pool_sampler(memory.store.pool)))
     return memory

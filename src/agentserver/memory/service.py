@@ -1,22 +1,15 @@
-"""`MemoryService`: per-user long-term memory, and the background extraction queue.
+"""`MemoryService`: per-user long-term memory (mem0 on pgvector) for chat runs and the memory endpoints.
 
 Built in the lifespan by `agentserver.memory.backend.start_memory(...)` (stored in `state["memory"]`,
-None when MEMORY_ENABLED is false). A chat turn uses it like this:
+None when MEMORY_ENABLED is false):
 
-    section, history = await asyncio.gather(memory.prompt_section(user.id, message), load_history(...))
-    system_prompt = template.format(long_term_memory=section, ...)   # bounded: top-k, MEMORY_MAX_CHARS
-    ... reply ...
-    memory.enqueue_extraction(user.id, session.id, message, reply)   # returns at once
+    section = await memory.prompt_section(user.id, message)   # before a run: bounded (top-k, MEMORY_MAX_CHARS)
+    ids = await memory.extract(user.id, session.id, message, reply)   # the `memory.extract` job, after a run
 
-Extraction: `enqueue_extraction` puts the new exchange (never the whole thread) on a bounded in-process
-queue served by MEMORY_WORKERS tasks; each job is one mem0 `add` (LLM fact extraction + embedding +
-insert), run one at a time per user so two turns cannot insert the same fact twice. A full queue drops the
-job (logged, counted as `add/dropped`). Shutdown stops intake and drains the queue for up to
-MEMORY_DRAIN_TIMEOUT_SECONDS; what is left is logged and counted. A crash loses queued jobs: the
-conversation itself is safe in PostgreSQL, only the facts of the last few turns are not extracted. A
-durable hand-off (Redis stream or a DB outbox table) comes with scale-out.
-
-This module does not import mem0 (seconds of import time): the app only pays for it when memory is on.
+Extraction is a durable job (memory/jobs.py), written in the transaction that ends the run and executed by
+a worker, one job at a time per user. Erasure is SQL in the caller's transaction (`erase`), so forgetting
+and deleting an account take effect at once, in every process. mem0 runs on a loop and thread pool of its
+own (memory/isolation.py). This module does not import mem0 (seconds of import time).
 """
 
 from __future__ import annotations
@@ -24,20 +17,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import structlog
 from psycopg import sql
 from psycopg_pool import ConnectionPool
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentserver.auth.service import UserDeletion
 from agentserver.config import Settings
 from agentserver.memory.errors import MemoryUnavailable
-from agentserver.observability.metrics import MEMORY_LATENCY, MEMORY_OPERATIONS, MEMORY_QUEUE_DEPTH
+from agentserver.memory.isolation import IsolatedLoop
+from agentserver.observability.metrics import MEMORY_LATENCY, MEMORY_OPERATIONS
 
 log = structlog.get_logger(__name__)
 
@@ -57,15 +51,6 @@ class MemoryItem:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     score: float | None = None  # search relevance (0..1); None in listings
-
-
-@dataclass(frozen=True)
-class ExtractionJob:
-    user_id: uuid.UUID
-    session_id: uuid.UUID | None
-    user_message: str
-    assistant_message: str
-    enqueued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -122,18 +107,12 @@ class MemoryStore:
             ).fetchone()
         return row is not None
 
-    def delete_all(self, user_id: str) -> int:
-        entities = f"{self.table.name}_entities"  # mem0's entity-link table, if its spaCy features ever ran
-        with self.pool.connection() as conn, conn.transaction():
+    def delete_ids(self, user_id: str, memory_ids: Sequence[uuid.UUID]) -> int:
+        with self.pool.connection() as conn:
             deleted: int = conn.execute(
-                sql.SQL("DELETE FROM {} WHERE payload->>'user_id' = %s").format(self._name), (user_id,)
+                sql.SQL("DELETE FROM {} WHERE id = ANY(%s) AND payload->>'user_id' = %s").format(self._name),
+                (list(memory_ids), user_id),
             ).rowcount
-            exists = conn.execute("SELECT to_regclass(%s)", (entities,)).fetchone()
-            if exists is not None and exists[0] is not None:
-                conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE payload->>'user_id' = %s").format(sql.Identifier(entities)),
-                    (user_id,),
-                )
         return deleted
 
 
@@ -177,64 +156,21 @@ class _Timer:
 class MemoryService:
     """Long-term memory of one app process. See the module docstring."""
 
-    def __init__(self, memory: Mem0Memory, store: MemoryStore, settings: Settings) -> None:
+    def __init__(self, memory: Mem0Memory, store: MemoryStore, settings: Settings, isolation: IsolatedLoop) -> None:
         self.memory = memory
         self.store = store
+        self.isolation = isolation
         self.top_k = settings.memory_top_k
         self.max_chars = settings.memory_max_chars
         self.search_timeout = settings.memory_search_timeout_seconds
-        self.drain_timeout = settings.memory_drain_timeout_seconds
-        self.worker_count = settings.memory_workers
-        self._queue: asyncio.Queue[ExtractionJob] = asyncio.Queue(maxsize=settings.memory_queue_size)
-        self._workers: list[asyncio.Task[None]] = []
-        self._accepting = False
-        # Per-user serialisation of writes (extraction vs. extraction, extraction vs. erasure).
-        self._user_locks: dict[uuid.UUID, tuple[asyncio.Lock, list[int]]] = {}
-        # When each user last erased their memories: jobs queued before that are skipped.
-        self._erased_at: dict[uuid.UUID, float] = {}
-        self.failed_jobs = 0
-        self.dropped_jobs = 0
-
-    # --- lifecycle ----------------------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._accepting = True
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"memory-extraction-{n}") for n in range(self.worker_count)
-        ]
-
-    async def close(self) -> None:
-        """Stop intake, drain the queue for up to MEMORY_DRAIN_TIMEOUT_SECONDS, then stop the workers."""
-        self._accepting = False
-        pending = self._queue.qsize()
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout=self.drain_timeout)
-        except TimeoutError:
-            log.warning("memory.drain_timeout", timeout_seconds=self.drain_timeout)
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
-        dropped = 0
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            self._queue.task_done()
-            dropped += 1
-        if dropped:
-            self._count_dropped(dropped)
-            log.error("memory.jobs_dropped_at_shutdown", dropped=dropped)
-        log.info("memory.stopped", drained=pending - dropped, dropped=dropped)
 
     @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
+    def table(self) -> str:
+        return self.store.table.name
 
-    async def join(self) -> None:
-        """Wait until every queued job has run (tests, and callers that need read-your-writes)."""
-        await self._queue.join()
-
-    # --- the chat turn ------------------------------------------------------------------------------------------
+    # --- the chat run -------------------------------------------------------------------------------------------
     async def recall(self, user_id: uuid.UUID, query: str) -> list[MemoryItem]:
-        """The top MEMORY_TOP_K memories for a chat turn. Never fails the turn: errors and timeouts give []."""
+        """The top MEMORY_TOP_K memories for a chat run. Never fails the run: errors and timeouts give []."""
         if self.top_k == 0 or not query.strip():
             return []
         try:
@@ -247,7 +183,7 @@ class MemoryService:
         return []
 
     async def prompt_section(self, user_id: uuid.UUID, query: str) -> str:
-        """`recall` + `format_for_prompt`: the system prompt's memory section for this turn ("" if none)."""
+        """`recall` + `format_for_prompt`: the system prompt's memory section for this run ("" if none)."""
         return self.format_for_prompt(await self.recall(user_id, query))
 
     def format_for_prompt(self, memories: Sequence[MemoryItem], max_chars: int | None = None) -> str:
@@ -267,28 +203,27 @@ class MemoryService:
             used += cost
         return "\n".join(lines)
 
-    def enqueue_extraction(
+    async def extract(
         self, user_id: uuid.UUID, session_id: uuid.UUID | None, user_message: str, assistant_message: str
-    ) -> bool:
-        """Queue mem0 extraction of one exchange; returns at once. False (logged, counted) if not queued."""
-        if not self._accepting:
-            self._count_dropped(1)
-            log.warning("memory.job_dropped", reason="stopped", user_id=str(user_id))
-            return False
-        job = ExtractionJob(
-            user_id=user_id,
-            session_id=session_id,
-            user_message=user_message[:MAX_EXTRACTION_MESSAGE_CHARS],
-            assistant_message=assistant_message[:MAX_EXTRACTION_MESSAGE_CHARS],
+    ) -> list[uuid.UUID]:
+        """mem0 extraction of one exchange (never the whole thread); the ids of the memories it added."""
+        metadata = {"session_id": str(session_id)} if session_id else None
+        messages = [
+            {"role": "user", "content": user_message[:MAX_EXTRACTION_MESSAGE_CHARS]},
+            {"role": "assistant", "content": assistant_message[:MAX_EXTRACTION_MESSAGE_CHARS]},
+        ]
+        started = time.monotonic()
+        with _Timer("add"):
+            result = await self.isolation.run(self.memory.add(messages, user_id=str(user_id), metadata=metadata))
+        added = [
+            uuid.UUID(str(item["id"]))
+            for item in result.get("results", [])
+            if item.get("id") and item.get("event", "ADD") == "ADD"
+        ]
+        log.info(
+            "memory.extracted", user_id=str(user_id), added=len(added), seconds=round(time.monotonic() - started, 3)
         )
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
-            self._count_dropped(1)
-            log.error("memory.job_dropped", reason="queue_full", user_id=str(user_id), size=self._queue.maxsize)
-            return False
-        MEMORY_QUEUE_DEPTH.inc()
-        return True
+        return added
 
     # --- the memories endpoints ---------------------------------------------------------------------------------
     async def search(self, user_id: uuid.UUID, query: str, limit: int) -> list[MemoryItem]:
@@ -297,7 +232,9 @@ class MemoryService:
             return []
         try:
             with _Timer("search"):
-                result = await self.memory.search(query, top_k=limit, filters={"user_id": str(user_id)})
+                result = await self.isolation.run(
+                    self.memory.search(query, top_k=limit, filters={"user_id": str(user_id)})
+                )
         except Exception as exc:
             log.exception("memory.search_failed", user_id=str(user_id))
             raise MemoryUnavailable() from exc
@@ -312,88 +249,35 @@ class MemoryService:
 
     async def delete(self, user_id: uuid.UUID, memory_id: uuid.UUID) -> bool:
         """Delete one memory of the user's; False if there is none with that id (or it is someone else's)."""
-        async with self._user_lock(user_id):
-            return await self._store_call("delete", self.store.delete, str(user_id), memory_id)
+        return await self._store_call("delete", self.store.delete, str(user_id), memory_id)
 
-    async def delete_all(self, user_id: uuid.UUID) -> int:
-        """Erase every memory of the user, including extraction jobs queued before now; returns the count."""
-        # Marked before waiting for the lock: jobs queued (or waiting on the lock) from now on see it and are
-        # skipped; a job already running finishes first, and its output goes with the rest.
-        self._erased_at[user_id] = time.monotonic()
-        async with self._user_lock(user_id):
-            deleted = await self._store_call("delete", self.store.delete_all, str(user_id))
+    async def delete_ids(self, user_id: uuid.UUID, memory_ids: Sequence[uuid.UUID]) -> int:
+        if not memory_ids:
+            return 0
+        return await self._store_call("delete", self.store.delete_ids, str(user_id), memory_ids)
+
+    async def erase(self, db: AsyncSession, user_id: uuid.UUID) -> int:
+        """Every memory of the user, in the caller's transaction (forget-all, account deletion).
+
+        Also moves the user's erasure mark (when the row still exists): an extraction that was queued
+        before it is skipped, and one that was running drops what it inserted (memory/jobs.py).
+        """
+        params = {"user_id": str(user_id)}
+        # Table names come from the settings' embedding model (backend._vector_table), never from input.
+        result = await db.execute(text(f"DELETE FROM {self.table} WHERE payload->>'user_id' = :user_id"), params)  # noqa: S608
+        entities = f"{self.table}_entities"  # mem0's entity links, if its spaCy features ever ran
+        if await db.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": entities}):
+            await db.execute(text(f"DELETE FROM {entities} WHERE payload->>'user_id' = :user_id"), params)  # noqa: S608
+        await db.execute(text("UPDATE users SET memories_erased_at = now() WHERE id = :id"), {"id": user_id})
+        deleted = int(getattr(result, "rowcount", 0) or 0)
         log.info("memory.erased", user_id=str(user_id), deleted=deleted)
         return deleted
-
-    async def delete_user(self, user_id: uuid.UUID) -> int:
-        """Erase the user's memories (idempotent): what deleting the account must do."""
-        return await self.delete_all(user_id)
-
-    async def erase_user(self, deletion: UserDeletion) -> None:
-        """The `UserDeletionHook` registered in the lifespan (DELETE /api/v1/auth/me)."""
-        await self.delete_user(deletion.user_id)
 
     # --- internals ----------------------------------------------------------------------------------------------
     async def _store_call(self, operation: str, call: Callable[..., T], *args: Any) -> T:
         try:
             with _Timer(operation):
-                return await asyncio.to_thread(call, *args)
+                return await self.isolation.call(call, *args)
         except Exception as exc:
             log.exception("memory.store_failed", operation=operation)
             raise MemoryUnavailable() from exc
-
-    @asynccontextmanager
-    async def _user_lock(self, user_id: uuid.UUID) -> AsyncIterator[None]:
-        lock, users = self._user_locks.setdefault(user_id, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._user_locks[user_id]
-
-    def _count_dropped(self, n: int) -> None:
-        self.dropped_jobs += n
-        MEMORY_OPERATIONS.labels("add", "dropped").inc(n)
-
-    async def _work(self) -> None:
-        while True:
-            try:
-                job = await self._queue.get()
-            except asyncio.CancelledError:
-                break
-            try:
-                await self._extract(job)
-            except asyncio.CancelledError:
-                # Shutdown gave up waiting on this job (drain timeout): it is lost, and counted as such.
-                self._count_dropped(1)
-                log.error("memory.job_dropped", reason="shutdown", user_id=str(job.user_id))
-                self._queue.task_done()
-                MEMORY_QUEUE_DEPTH.dec()
-                break
-            except Exception:
-                self.failed_jobs += 1
-                log.exception("memory.extraction_failed", user_id=str(job.user_id))
-            self._queue.task_done()
-            MEMORY_QUEUE_DEPTH.dec()
-
-    async def _extract(self, job: ExtractionJob) -> None:
-        async with self._user_lock(job.user_id):
-            if job.enqueued_at <= self._erased_at.get(job.user_id, float("-inf")):
-                log.info("memory.job_skipped", reason="erased", user_id=str(job.user_id))
-                return
-            metadata = {"session_id": str(job.session_id)} if job.session_id else None
-            messages = [
-                {"role": "user", "content": job.user_message},
-                {"role": "assistant", "content": job.assistant_message},
-            ]
-            with _Timer("add"):
-                result = await self.memory.add(messages, user_id=str(job.user_id), metadata=metadata)
-        log.info(
-            "memory.extracted",
-            user_id=str(job.user_id),
-            added=len(result.get("results", [])),
-            waited_seconds=round(time.monotonic() - job.enqueued_at, 3),
-        )

@@ -2,8 +2,34 @@
 
 from agentserver.models.base import Base
 from agentserver.models.chat_session import ChatSession
+from agentserver.models.job import Job, JobStatus
 from agentserver.models.message import Message, MessageRole
 from agentserver.models.refresh_token import RefreshToken
+from agentserver.models.run import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    UNFINISHED_STATUSES,
+    MultitaskStrategy,
+    Run,
+    RunStatus,
+)
+from agentserver.models.run_event import RunEventRow
 from agentserver.models.user import User
 
-__all__ = ["Base", "ChatSession", "Message", "MessageRole", "RefreshToken", "User"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINISHED_STATUSES",
+    "UNFINISHED_STATUSES",
+    "Base",
+    "ChatSession",
+    "Job",
+    "JobStatus",
+    "Message",
+    "MessageRole",
+    "MultitaskStrategy",
+    "RefreshToken",
+    "Run",
+    "RunEventRow",
+    "RunStatus",
+    "User",
+]

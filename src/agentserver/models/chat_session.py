@@ -26,8 +26,3 @@ class ChatSession(IdMixin, TimestampMixin, Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
-    # The turn being answered right now, if any: a second message while this is set is refused (409).
-    # A conditional UPDATE claims it, so the rule holds across processes; turns abandoned by a crashed
-    # process expire after `turn_started_at` + the turn timeout.
-    active_turn_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True, default=None)
-    turn_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=None)

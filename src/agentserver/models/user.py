@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import String
+from datetime import datetime
+
+from sqlalchemy import DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentserver.models.base import Base, IdMixin, TimestampMixin
@@ -12,3 +14,6 @@ class User(IdMixin, TimestampMixin, Base):
     # Stored normalised (trimmed, lower-cased) so uniqueness is case-insensitive.
     email: Mapped[str] = mapped_column(String(320), unique=True, nullable=False)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    # When the user last erased their memories: extraction jobs from before it are skipped, and one that was
+    # running deletes what it inserted (see memory/jobs.py).
+    memories_erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

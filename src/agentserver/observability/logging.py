@@ -48,6 +48,9 @@ _CONTENT_KEYS = frozenset(
 # `postgresql://agent:hunter2@db/agent` -> `postgresql://agent:***@db/agent`
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
 
+# `/ws/abc?token=eyJ...` (uvicorn logs WebSocket paths with their query) -> `/ws/abc?token=[redacted]`
+_QUERY_SECRETS = re.compile(r"(?P<key>[?&](?:token|access_token|refresh_token|api_key|key)=)[^&\s\"']+", re.I)
+
 REDACTED = "[redacted]"
 
 
@@ -72,8 +75,11 @@ def redact(_: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, An
             event_dict[key] = REDACTED
         elif key != "event" and not debug and key in _CONTENT_KEYS:
             event_dict[key] = _content_placeholder(value)
-        elif isinstance(value, str) and "://" in value:
-            event_dict[key] = _mask_url_credentials(value)
+        elif isinstance(value, str):
+            if "://" in value:
+                value = event_dict[key] = _mask_url_credentials(value)
+            if "=" in value:
+                event_dict[key] = _QUERY_SECRETS.sub(r"\g<key>" + REDACTED, value)
     return event_dict
 
 

@@ -47,8 +47,24 @@ TOOL_LATENCY = Histogram(
 # --- chat -------------------------------------------------------------------------------------------
 CHAT_TURNS = Counter(
     "agentserver_chat_turns_total",
-    "Chat turns by outcome (complete|error|client_disconnected|max_tool_rounds|conflict)",
+    "Chat turns by outcome (complete|error|cancelled|rolled_back|interrupted|max_tool_rounds|conflict)",
     ["outcome"],
+)
+
+# --- runs and jobs ------------------------------------------------------------------------------------
+RUNS_ACTIVE = Gauge("agentserver_runs_active", "Runs executing in this worker")
+RUNS_RECOVERED = Counter(
+    "agentserver_runs_recovered_total",
+    "Runs whose worker stopped heartbeating, by what became of them (pending: resumed elsewhere | error | cancelled)",
+    ["outcome"],
+)
+JOBS = Counter(
+    "agentserver_jobs_total",
+    "Background jobs by kind and outcome (done|skipped|retried|failed)",
+    ["kind", "outcome"],
+)
+JOBS_QUEUED = Gauge(
+    "agentserver_jobs_queued", "Background jobs waiting or running, by kind and status", ["kind", "status"]
 )
 
 # --- long-term memory (operation: search | add | delete | list; outcome: success | error, plus

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,8 +15,19 @@ from agentserver.models import ChatSession, User
 from agentserver.sessions.repository import ChatSessionRepository
 from agentserver.sessions.schemas import DEFAULT_SESSION_NAME
 
-# Erases what lives outside our tables for a deleted chat session (the agent's checkpoints).
-SessionDeletionHook = Callable[[uuid.UUID], Awaitable[None]]
+
+@dataclass(frozen=True, slots=True)
+class SessionDeletion:
+    """What a deletion hook gets: the session being deleted, inside the deletion's transaction (`db`)."""
+
+    db: AsyncSession
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+# Stops the session's runs and erases what lives outside its rows (the agent's checkpoints). Hooks run in
+# the deletion's transaction, before the row goes: a failing hook rolls the deletion back.
+SessionDeletionHook = Callable[[SessionDeletion], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
 
@@ -57,11 +69,12 @@ class ChatSessionService:
         *,
         on_delete: Sequence[SessionDeletionHook] = (),
     ) -> None:
-        """Delete the session; messages go by foreign-key cascade, `on_delete` erases the rest (checkpoints)."""
+        """Delete the session; messages and runs go by foreign-key cascade, `on_delete` erases the rest."""
         chat_session = await self.get(session, user, session_id)
-        await ChatSessionRepository.from_session(session).delete(chat_session)
+        deletion = SessionDeletion(db=session, user_id=user.id, session_id=session_id)
         for hook in on_delete:
-            await hook(session_id)
+            await hook(deletion)
+        await ChatSessionRepository.from_session(session).delete(chat_session)
         log.info("sessions.deleted", session_id=str(session_id))
 
 

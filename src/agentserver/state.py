@@ -12,10 +12,16 @@ from agentserver.auth.security import PasswordHasher
 from agentserver.auth.service import UserDeletionHook
 from agentserver.cache import ResponseCache
 from agentserver.config import Settings
+from agentserver.kit.pg_listen import PgListener
 from agentserver.kit.redis import AsyncRedis
+from agentserver.kit.tasks import TaskSet
 from agentserver.llm.service import LLMService
 from agentserver.memory.service import MemoryService
 from agentserver.ratelimit import RateLimiter
+from agentserver.runs.eventlog import EventLog
+from agentserver.runs.live import LiveRuns
+from agentserver.runs.streaming import RunStreams
+from agentserver.runs.worker import Worker
 from agentserver.sessions.service import SessionDeletionHook
 
 # A readiness check raises (with a message safe to show) when its dependency is not usable.
@@ -31,11 +37,17 @@ class State(TypedDict):
     rate_limiter: RateLimiter
     cache: ResponseCache | None  # CACHE_ENABLED: the model response cache
     password_hasher: PasswordHasher
-    llm: LLMService  # chat models with tools, retries, fallbacks, usage (llm/service.py)
+    # Chat models with tools, retries, fallbacks, usage (llm/service.py); None in an API-only process.
+    llm: LLMService | None
     agent: AgentRuntime  # the LangGraph agent and its Postgres checkpointer (agent/runtime.py)
     memory: MemoryService | None  # long-term memory (memory/service.py); None when MEMORY_ENABLED=false
-    # Run by DELETE /api/v1/auth/me to erase what the database cascade cannot reach (checkpoints,
-    # memories). Append to it in the lifespan: `state["user_deletion_hooks"].append(hook)`.
+    listener: PgListener  # LISTEN/NOTIFY wake-ups (new work, cancel requests, new events)
+    event_log: EventLog  # every run's events (Redis Streams or PostgreSQL)
+    live_runs: LiveRuns  # runs executing in this process
+    run_streams: RunStreams  # follow a run's events from anywhere
+    worker: Worker | None  # the in-process worker (RUN_WORKER_ENABLED), None in an API-only process
+    tasks: TaskSet  # fire-and-forget work of requests (e.g. a cancel after a disconnect), drained at shutdown
+    # Run by DELETE /api/v1/auth/me inside its transaction, before the rows go (runs, checkpoints, memories).
     user_deletion_hooks: list[UserDeletionHook]
-    # Run by DELETE /api/v1/sessions/{id} after the row is deleted (checkpoints of that thread).
+    # Run by DELETE /api/v1/sessions/{id} inside its transaction, before the row goes.
     session_deletion_hooks: list[SessionDeletionHook]

@@ -1,0 +1,35 @@
+"""The registry of job kinds: each domain registers the handler of its jobs at start-up.
+
+A handler takes the claimed job (ids in its payload, never personal text), opens its own sessions, and
+must be idempotent: a job whose worker died is run again. Raising retries it with backoff, up to the
+job's max_attempts; `JobSkipped` ends it quietly (its subject is gone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from agentserver.jobs.repository import ClaimedJob
+
+JobHandler = Callable[[ClaimedJob], Awaitable[None]]
+
+
+class JobSkipped(Exception):
+    """Nothing to do any more (e.g. the user or the messages are gone): the job ends as done."""
+
+
+class JobHandlers:
+    def __init__(self) -> None:
+        self._handlers: dict[str, JobHandler] = {}
+
+    def register(self, kind: str, handler: JobHandler) -> None:
+        if kind in self._handlers:
+            raise ValueError(f"job kind {kind!r} already has a handler")
+        self._handlers[kind] = handler
+
+    def get(self, kind: str) -> JobHandler | None:
+        return self._handlers.get(kind)
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)

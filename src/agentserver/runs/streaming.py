@@ -1,0 +1,94 @@
+"""Following a run's events from any process: live from memory when it executes here, else from the log.
+
+`follow(run_id, after)` yields every event after `after` in order, exactly once, and stops after the
+event the run's stream ends on (`done`, `error`, `approval_required`). It yields None after a stretch of
+silence so transports can send a keep-alive. If the log holds no ending (a worker died before writing it,
+or the log expired), the run's row tells how it ended.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentserver.models import Run, RunStatus
+from agentserver.runs import events
+from agentserver.runs.eventlog import EventLog
+from agentserver.runs.events import RunEvent
+from agentserver.runs.live import LiveRuns
+
+IDLE_SECONDS = 15.0  # keep-alive cadence; also how often a silent run's row is looked at
+WAIT_SECONDS = 2.0
+
+
+class RunStreams:
+    def __init__(
+        self, event_log: EventLog, live_runs: LiveRuns, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self.log = event_log
+        self.live = live_runs
+        self.sessionmaker = sessionmaker
+
+    async def follow(self, run_id: uuid.UUID, after: int = 0) -> AsyncIterator[RunEvent | None]:
+        silent = 0.0
+        while True:
+            live = self.live.get(run_id)
+            if live is not None and live.covers(after):
+                async for event in live.follow(after, IDLE_SECONDS):
+                    if event is None:
+                        yield None
+                        continue
+                    yield event
+                    after = event.seq
+                    if event.terminal:
+                        return
+                continue  # it stopped executing here without an ending: handed over, the log goes on
+            watcher = self.live.watch(run_id)
+            try:
+                found = await self.log.wait(run_id, after, WAIT_SECONDS, wake=watcher)
+            finally:
+                self.live.unwatch(run_id, watcher)
+            if found:
+                silent = 0.0
+                for event in found:
+                    yield event
+                    after = event.seq
+                    if event.terminal:
+                        return
+                continue
+            if watcher.is_set():
+                continue
+            silent += WAIT_SECONDS
+            if silent >= IDLE_SECONDS:
+                silent = 0.0
+                yield None
+            ending = await self._ending_from_row(run_id)
+            if ending is not None:
+                # Read the log once more: the real ending may have landed since.
+                for event in await self.log.read(run_id, after):
+                    yield event
+                    after = event.seq
+                    if event.terminal:
+                        return
+                yield ending
+                return
+
+    async def _ending_from_row(self, run_id: uuid.UUID) -> RunEvent | None:
+        async with self.sessionmaker() as session:
+            run = await session.get(Run, run_id)
+        return ending_of(run) if run is not None else events.error("RunNotFound", "Run not found")
+
+
+def ending_of(run: Run) -> RunEvent | None:
+    """The event a run's stream ends on, from its row (None while it is pending or running)."""
+    if run.status in (RunStatus.success, RunStatus.cancelled):
+        reason = "complete" if run.status is RunStatus.success else "cancelled"
+        message_id = str(run.assistant_message_id) if run.assistant_message_id else None
+        return events.done(message_id, run.usage or {}, reason)
+    if run.status is RunStatus.error:
+        return events.error(run.error or "InternalServerError", run.error_detail or "Internal server error")
+    if run.status is RunStatus.interrupted:
+        return events.approval_required(str(run.id), run.interrupt or {})
+    return None

@@ -1,0 +1,187 @@
+"""The services one agentserver process runs on, for both of its roles.
+
+    API (+ in-process worker, the default of `agentserver serve`) ─┐
+    worker alone (`agentserver worker`) ───────────────────────────┴─► open_services(settings, stack, worker=...)
+
+Everything is created here and closed by the caller's AsyncExitStack in reverse order: the worker stops
+first (its runs drain while the model, memory and database are still up), the database last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from agentserver.agent.runtime import AgentRuntime, open_agent
+from agentserver.cache import ResponseCache
+from agentserver.config import Settings
+from agentserver.erasure import Erasure
+from agentserver.jobs.handlers import JobHandlers
+from agentserver.kit import migrations
+from agentserver.kit.db import create_engine, create_sessionmaker, wait_for_database
+from agentserver.kit.embedded_postgres import EmbeddedPostgres
+from agentserver.kit.pg_listen import PgListener
+from agentserver.kit.redis import AsyncRedis, redis_readiness, start_redis
+from agentserver.kit.tasks import TaskSet
+from agentserver.llm.service import LLMService
+from agentserver.memory.jobs import MEMORY_EXTRACT_JOB, extraction_handler
+from agentserver.memory.runtime import open_memory
+from agentserver.memory.service import MemoryService
+from agentserver.observability.db_pool import pool_collector, sqlalchemy_pool_sampler
+from agentserver.runs.eventlog import EventLog, PostgresEventLog, RedisEventLog
+from agentserver.runs.executor import RunExecutor
+from agentserver.runs.live import LiveRuns
+from agentserver.runs.streaming import RunStreams
+from agentserver.runs.worker import Worker, WorkerConfig, new_worker_id
+from agentserver.state import ReadinessCheck
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    listener: PgListener
+    redis: AsyncRedis | None
+    event_log: EventLog
+    live_runs: LiveRuns
+    run_streams: RunStreams
+    llm: LLMService | None
+    agent: AgentRuntime
+    memory: MemoryService | None
+    cache: ResponseCache | None
+    erasure: Erasure
+    tasks: TaskSet
+    worker: Worker | None = None
+    readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+
+async def start_database(settings: Settings, stack: AsyncExitStack) -> str:
+    """The configured DATABASE_URL, or an embedded server (stopped when the stack closes) migrated to head."""
+    if settings.database_url:
+        return settings.database_url
+    embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+    # Blocking subprocess work (initdb, pg_ctl): keep it off the event loop.
+    url = await asyncio.to_thread(embedded.start)
+    stack.push_async_callback(asyncio.to_thread, embedded.stop)
+    await asyncio.to_thread(migrations.upgrade, url)
+    return url
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        run_concurrency=settings.run_concurrency,
+        job_concurrency=settings.job_concurrency,
+        heartbeat_seconds=settings.run_heartbeat_seconds,
+        max_attempts=settings.run_max_attempts,
+        drain_seconds=settings.run_drain_seconds,
+        poll_seconds=settings.run_poll_seconds,
+        events_retention_seconds=settings.run_events_retention_seconds,
+    )
+
+
+async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bool) -> Services:
+    database_url = await start_database(settings, stack)
+    engine = create_engine(
+        database_url,
+        pool_size=settings.database_pool_size,
+        connect_timeout=settings.database_connect_timeout_seconds,
+    )
+    stack.push_async_callback(engine.dispose)
+    stack.enter_context(pool_collector.track("app", sqlalchemy_pool_sampler(engine)))
+    await wait_for_database(engine, settings.database_connect_timeout_seconds)
+    sessionmaker = create_sessionmaker(engine)
+
+    async def database_ready() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    listener = PgListener(engine)
+    redis = await start_redis(settings, stack)
+    event_log: EventLog
+    if settings.redis_url:
+        event_log = RedisEventLog(settings.redis_url, settings.redis_key_prefix, settings.run_events_retention_seconds)
+    else:
+        event_log = PostgresEventLog(sessionmaker, listener)
+    stack.push_async_callback(event_log.close)
+
+    # The model only where runs execute. LLM_PROVIDER=local (or auto without keys) assembles the model if
+    # missing and loads it (seconds).
+    llm = await LLMService.start(settings) if worker else None
+    if llm is not None:
+        stack.push_async_callback(llm.aclose)
+    cache = (
+        ResponseCache(settings.cache_ttl_seconds, redis, key_prefix=settings.redis_key_prefix)
+        if settings.cache_enabled
+        else None
+    )
+    memory = await open_memory(settings, database_url, llm, stack)
+    agent = await open_agent(settings, database_url, llm, stack, cache=cache)
+    live_runs = LiveRuns()
+    erasure = Erasure(
+        sessionmaker=sessionmaker,
+        event_log=event_log,
+        memory=memory,
+        cache=cache,
+        sweep_delay_seconds=2.5 * settings.run_heartbeat_seconds,
+    )
+    services = Services(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        listener=listener,
+        redis=redis,
+        event_log=event_log,
+        live_runs=live_runs,
+        run_streams=RunStreams(event_log, live_runs, sessionmaker),
+        llm=llm,
+        agent=agent,
+        memory=memory,
+        cache=cache,
+        erasure=erasure,
+        tasks=TaskSet(),
+        readiness_checks={"database": database_ready},
+    )
+    if redis is not None:
+        services.readiness_checks["redis"] = redis_readiness(redis)
+    if llm is not None:
+        services.readiness_checks["llm"] = llm.check
+
+    if worker:
+        assert llm is not None
+        handlers = JobHandlers()
+        erasure.register(handlers)
+        if memory is not None:
+            handlers.register(MEMORY_EXTRACT_JOB, extraction_handler(memory, sessionmaker))
+        executor = RunExecutor(
+            graph=agent.graph,
+            sessionmaker=sessionmaker,
+            event_log=event_log,
+            live_runs=live_runs,
+            worker_id=new_worker_id(),
+            memory=memory,
+            extract_memories=memory is not None,
+        )
+        services.worker = Worker(
+            config=worker_config(settings),
+            sessionmaker=sessionmaker,
+            executor=executor,
+            handlers=handlers,
+            event_log=event_log,
+            listener=listener,
+        )
+    # Listen once every consumer has registered its channels.
+    await listener.start(wait_seconds=settings.database_connect_timeout_seconds)
+    stack.push_async_callback(listener.stop)
+    if services.worker is not None:
+        await services.worker.start()
+        stack.push_async_callback(services.worker.stop)
+    stack.push_async_callback(services.tasks.drain, 5.0)
+    return services
