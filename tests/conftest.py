@@ -89,6 +89,9 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         # Every test client is 127.0.0.1: shared limits would make unrelated tests 429 each other.
         # tests/ratelimit/ builds its own apps with limits on.
         rate_limit_enabled=False,
+        # Workers notice takeovers and deletions within a second or two, and sweeps wait 2.5 s, not 12.5.
+        run_heartbeat_seconds=1.0,
+        run_poll_seconds=0.5,
     )
 
 

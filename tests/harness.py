@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentserver.kit.db import get_db_session, get_unit_of_work, unit_of_work
+from agentserver.models import Job, JobStatus
 
 
 class StateInjector:
@@ -39,3 +42,19 @@ def share_session(app: FastAPI, session: AsyncSession) -> None:
 
     app.dependency_overrides[get_db_session] = test_session
     app.dependency_overrides[get_unit_of_work] = lambda: lambda: unit_of_work(session)
+
+
+async def drain_jobs(sessionmaker: async_sessionmaker[AsyncSession], *, within: float = 20.0) -> None:
+    """Wait until the background jobs (memory extraction, erasure sweeps) of this database have run."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        async with sessionmaker() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(Job).where(Job.status.in_((JobStatus.pending, JobStatus.running)))
+            )
+        if not left:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{left} background jobs still waiting after {within} s")
+        await asyncio.sleep(0.05)

@@ -25,7 +25,6 @@ from agentserver.kit.db import DatabaseUnavailableError, create_engine, wait_for
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.llm.cli import model_app
 from agentserver.observability.logging import configure_logging
-from agentserver.services import open_services
 
 app = typer.Typer(help="agentserver: a production AI agent backend.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -139,6 +138,10 @@ def worker(
 
 
 async def _run_worker(settings: Settings) -> None:
+    # Not at the top: the whole agent stack takes seconds to import, and every other command (and a
+    # refused configuration) should answer without paying for it.
+    from agentserver.services import open_services  # noqa: PLC0415
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -7,14 +7,18 @@ rolled-back transaction), so every test uses fresh random user ids instead of a 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from agentserver.config import Environment, Settings
+from agentserver.kit import migrations
+from agentserver.kit.db import create_engine, create_sessionmaker
 from agentserver.llm.fake import FakeChatModel
 from agentserver.memory.backend import start_memory
+from agentserver.memory.isolation import IsolatedLoop
 from agentserver.memory.service import MemoryService
 
 
@@ -25,7 +29,31 @@ def extraction(*facts: str) -> str:
 
 @pytest.fixture(scope="session")
 def memory_database_url(make_database: Callable[[str], str]) -> str:
-    return make_database("agentserver_memory")
+    url = make_database("agentserver_memory")
+    migrations.upgrade(url)  # users and messages: erasure and the extraction job read them
+    return url
+
+
+@pytest.fixture(scope="session")
+async def memory_engine(memory_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(memory_database_url, pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def memory_db(memory_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session on the memory database (its commits are real: mem0 writes with its own connections)."""
+    async with create_sessionmaker(memory_engine)() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def isolation() -> Iterator[IsolatedLoop]:
+    loop = IsolatedLoop("mem0-test", 2)
+    loop.start()
+    yield loop
+    loop.stop()
 
 
 def memory_settings_for(database_url: str, data_dir: Path, **overrides: object) -> Settings:
@@ -36,7 +64,8 @@ def memory_settings_for(database_url: str, data_dir: Path, **overrides: object) 
         "log_level": "WARNING",
         "llm_provider": "fake",
         "memory_enabled": True,
-        "memory_drain_timeout_seconds": 5.0,
+        "run_heartbeat_seconds": 1.0,
+        "run_poll_seconds": 0.5,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """The real app with MEMORY_ENABLED=true, on its own database with real commits: the lifespan starts the
 service, the endpoints reach it, DELETE /api/v1/auth/me erases the user's memories (the user-deletion
-hook), and chat turns recall and extract memories (scripted model) without touching the network."""
+hook), and chat runs recall memories and extract them in a background job (scripted model) without
+touching the network."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from agentserver.kit.db import session_scope
 from agentserver.main import create_app
 from agentserver.memory.service import MemoryService
 from tests.factories import auth_headers_for, create_user
-from tests.harness import StateInjector
+from tests.harness import StateInjector, drain_jobs
 from tests.memory.conftest import extraction, memory_settings_for
 from tests.memory.netaudit import no_remote_connections
 
@@ -73,8 +74,7 @@ class TestMemoryEnabledApp:
         memory: MemoryService = state["memory"]
         user_id, headers = await _new_user(state)
         state["llm"].fake.set_script([extraction("User is vegetarian")])
-        memory.enqueue_extraction(user_id, None, "I am vegetarian", "Noted.")
-        await memory.join()
+        await memory.extract(user_id, None, "I am vegetarian", "Noted.")
         assert [item.text for item in await memory.list(user_id)] == ["User is vegetarian"]
 
         async with _client(app, state) as http:
@@ -84,12 +84,31 @@ class TestMemoryEnabledApp:
         assert await memory.list(user_id) == []
 
 
+class TestForgetAll:
+    async def test_erases_the_callers_memories_only(self, app_state: tuple[FastAPI, dict[str, Any]]) -> None:
+        app, state = app_state
+        memory: MemoryService = state["memory"]
+        fake = state["llm"].fake
+        user_id, headers = await _new_user(state)
+        other_id, _ = await _new_user(state)
+        fake.set_script([extraction("User is vegetarian", "User lives in Busan"), extraction("User plays the cello")])
+        await memory.extract(user_id, None, "(one)", "(reply)")
+        await memory.extract(other_id, None, "(two)", "(reply)")
+
+        async with _client(app, state) as http:
+            response = await http.delete(URL, headers=headers)
+
+        assert response.status_code == 204
+        assert await memory.list(user_id) == []
+        assert [item.text for item in await memory.list(other_id)] == ["User plays the cello"]
+
+
 class TestChatTurnsUseMemory:
     async def test_a_fact_from_session_a_reaches_the_prompt_in_session_b(
         self, app_state: tuple[FastAPI, dict[str, Any]]
     ) -> None:
         app, state = app_state
-        memory: MemoryService = state["memory"]
+        state["memory"]
         fake = state["llm"].fake
         _, headers = await _new_user(state)
         fake.set_script(["Noted, no meat for you.", extraction("User is vegetarian"), "How about a mushroom risotto?"])
@@ -99,7 +118,7 @@ class TestChatTurnsUseMemory:
             first = await http.post(
                 "/api/v1/chatbot/chat", json={"session_id": session_a, "message": "I am vegetarian"}, headers=headers
             )
-            await memory.join()  # the extraction runs after the reply, off the request path
+            await drain_jobs(state["sessionmaker"])  # the extraction runs after the reply, as a job
             session_b = (await http.post("/api/v1/sessions", json={"name": "B"}, headers=headers)).json()["id"]
             second = await http.post(
                 "/api/v1/chatbot/chat",
@@ -127,7 +146,7 @@ class TestChatTurnsUseMemory:
                 response = await http.post(
                     "/api/v1/chatbot/chat", json={"session_id": session, "message": "I live in Busan"}, headers=headers
                 )
-                await memory.join()
+                await drain_jobs(state["sessionmaker"])
 
         assert response.status_code == 200
         assert [item.text for item in await memory.list(user_id)] == ["User lives in Busan"]
@@ -145,8 +164,7 @@ class TestChatTurnsUseMemory:
             f"User fact {n}: enjoys hobby number {n} and talks about it at length every weekend" for n in range(200)
         ]
         fake.set_script([extraction(*facts), "Here are some ideas."])
-        memory.enqueue_extraction(user_id, None, "(a long story)", "(a long reply)")
-        await memory.join()
+        await memory.extract(user_id, None, "(a long story)", "(a long reply)")
 
         async with _client(app, state) as http:
             session = (await http.post("/api/v1/sessions", json={"name": "A"}, headers=headers)).json()["id"]

@@ -161,26 +161,6 @@ class TestDeleteOne:
         assert response.status_code == 422
 
 
-class TestDeleteAll:
-    async def test_erases_the_callers_memories_only(
-        self,
-        client: httpx.AsyncClient,
-        auth_headers: dict[str, str],
-        user: User,
-        other_user: User,
-        memory_on: MemoryService,
-        scripted: FakeChatModel,
-    ) -> None:
-        await remember(memory_on, scripted, user.id, "User is vegetarian", "User lives in Busan")
-        await remember(memory_on, scripted, other_user.id, "User plays the cello")
-
-        response = await client.delete(URL, headers=auth_headers)
-
-        assert response.status_code == 204
-        assert await memory_on.list(user.id) == []
-        assert [item.text for item in await memory_on.list(other_user.id)] == ["User plays the cello"]
-
-
 class TestDisabled:
     async def test_lists_and_searches_are_empty(self, client: httpx.AsyncClient, auth_headers: dict[str, str]) -> None:
         listed = await client.get(URL, headers=auth_headers)

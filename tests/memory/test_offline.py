@@ -31,12 +31,10 @@ class TestNoNetwork:
 
         with no_remote_connections() as seen:
             async with start_memory(settings, memory_database_url, model) as memory:
-                assert memory.enqueue_extraction(user, uuid.uuid4(), "I am vegetarian", "Noted.")
-                await memory.join()
+                await memory.extract(user, uuid.uuid4(), "I am vegetarian", "Noted.")
                 hits = await memory.search(user, "What should I cook for dinner?", 5)
 
         assert [hit.text for hit in hits] == ["User is vegetarian"]
-        assert memory.failed_jobs == 0
         assert seen.remote == []
 
     def test_mem0_telemetry_is_off(self) -> None:

@@ -1,5 +1,5 @@
 """MemoryService: extraction through mem0 with the scripted model, per-user isolation, the prompt
-section, deletes, and the extraction queue's accounting."""
+section, deletes and erasure. (The `memory.extract` job around `extract()`: test_jobs.py.)"""
 
 from __future__ import annotations
 
@@ -9,20 +9,22 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import SystemMessage
+from mem0.exceptions import LLMError
 from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel, status_error
 from agentserver.memory.backend import COMPACT_EXTRACTION_PROMPT
+from agentserver.memory.isolation import IsolatedLoop
 from agentserver.memory.service import MemoryItem, MemoryService
 from tests.memory.conftest import extraction
 
 
-async def remember(memory: MemoryService, model: FakeChatModel, user_id: uuid.UUID, *facts: str) -> None:
-    """Run one extraction job whose model answer is `facts`, and wait for it."""
+async def remember(memory: MemoryService, model: FakeChatModel, user_id: uuid.UUID, *facts: str) -> list[uuid.UUID]:
+    """Run one extraction whose model answer is `facts`; the ids it added."""
     model.push(extraction(*facts))
-    assert memory.enqueue_extraction(user_id, uuid.uuid4(), "(user message)", "(assistant reply)")
-    await memory.join()
+    return await memory.extract(user_id, uuid.uuid4(), "(user message)", "(assistant reply)")
 
 
 def metric(operation: str, outcome: str) -> float:
@@ -47,8 +49,7 @@ class TestExtraction:
     ) -> None:
         scripted.push(extraction())
 
-        memory_service.enqueue_extraction(uuid.uuid4(), uuid.uuid4(), "I am vegetarian", "Noted, no meat.")
-        await memory_service.join()
+        await memory_service.extract(uuid.uuid4(), uuid.uuid4(), "I am vegetarian", "Noted, no meat.")
 
         prompt = scripted.prompts[0][-1].content
         assert isinstance(prompt, str)
@@ -64,36 +65,32 @@ class TestExtraction:
 
         assert await memory_service.list(user) == []
 
-    async def test_a_model_failure_is_logged_and_counted(
+    async def test_returns_the_ids_it_added(self, memory_service: MemoryService, scripted: FakeChatModel) -> None:
+        user = uuid.uuid4()
+
+        added = await remember(memory_service, scripted, user, "User is vegetarian", "User lives in Busan")
+
+        assert sorted(added) == sorted(item.id for item in await memory_service.list(user))
+
+    async def test_a_model_failure_raises_and_is_counted(
         self, memory_service: MemoryService, scripted: FakeChatModel
     ) -> None:
         user = uuid.uuid4()
-        failed, errors = memory_service.failed_jobs, metric("add", "error")
+        errors = metric("add", "error")
         scripted.push(status_error(400))
 
-        memory_service.enqueue_extraction(user, None, "I am vegetarian", "Noted.")
-        await memory_service.join()
+        with pytest.raises(LLMError):
+            await memory_service.extract(user, None, "I am vegetarian", "Noted.")
 
-        assert memory_service.failed_jobs == failed + 1
         assert metric("add", "error") == errors + 1
         assert await memory_service.list(user) == []
-
-    async def test_the_worker_survives_a_failure(self, memory_service: MemoryService, scripted: FakeChatModel) -> None:
-        user = uuid.uuid4()
-        scripted.push(status_error(400))
-        memory_service.enqueue_extraction(user, None, "first", "reply")
-
-        await remember(memory_service, scripted, user, "User likes tea")
-
-        assert [item.text for item in await memory_service.list(user)] == ["User likes tea"]
 
     async def test_the_model_gets_the_compact_extraction_prompt(
         self, memory_service: MemoryService, scripted: FakeChatModel
     ) -> None:
         scripted.push(extraction())
 
-        memory_service.enqueue_extraction(uuid.uuid4(), None, "I am vegetarian", "Noted.")
-        await memory_service.join()
+        await memory_service.extract(uuid.uuid4(), None, "I am vegetarian", "Noted.")
 
         system = scripted.prompts[0][0]
         assert isinstance(system, SystemMessage)
@@ -191,77 +188,63 @@ class TestDelete:
         assert await memory_service.delete(intruder, target.id) is False
         assert await memory_service.list(owner) == [target]
 
-    async def test_delete_all_erases_only_that_user(
-        self, memory_service: MemoryService, scripted: FakeChatModel
+    async def test_erase_removes_every_memory_of_that_user_only(
+        self, memory_service: MemoryService, scripted: FakeChatModel, memory_db: AsyncSession
     ) -> None:
         x, y = uuid.uuid4(), uuid.uuid4()
         await remember(memory_service, scripted, x, "User is vegetarian", "User lives in Busan")
         await remember(memory_service, scripted, y, "User plays the cello")
 
-        assert await memory_service.delete_all(x) == 2
+        assert await memory_service.erase(memory_db, x) == 2
+        await memory_db.commit()
+
         assert await memory_service.list(x) == []
         assert [item.text for item in await memory_service.list(y)] == ["User plays the cello"]
 
-    async def test_a_job_queued_before_erasure_does_not_bring_memories_back(
+    async def test_delete_ids_removes_only_the_owners(
         self, memory_service: MemoryService, scripted: FakeChatModel
     ) -> None:
-        user = uuid.uuid4()
-        gate = asyncio.Event()
-        scripted.set_script([extraction("User is vegetarian")], gate=gate)  # holds the model call
-        memory_service.enqueue_extraction(user, None, "I am vegetarian", "Noted.")
-        memory_service.enqueue_extraction(user, None, "I live in Busan", "Noted.")
-        scripted.push(extraction("User lives in Busan"))
+        owner, intruder = uuid.uuid4(), uuid.uuid4()
+        added = await remember(memory_service, scripted, owner, "User is vegetarian")
 
-        erase = asyncio.create_task(memory_service.delete_user(user))
-        await asyncio.sleep(0.05)
-        gate.set()
-        await erase
-        await memory_service.join()
-
-        # The running job finished before the erasure (per-user lock); the queued one was skipped.
-        assert await memory_service.list(user) == []
-        assert scripted.remaining == 1
+        assert await memory_service.delete_ids(intruder, added) == 0
+        assert await memory_service.delete_ids(owner, added) == 1
+        assert await memory_service.list(owner) == []
 
 
-class _BlockingMemory:
-    """A mem0 stand-in whose `add` waits for `release` (or fails), for queue accounting tests."""
+class _StubMemory:
+    """A mem0 stand-in for recall tests."""
 
-    def __init__(self, *, fail: bool = False) -> None:
+    def __init__(self) -> None:
         self.release = asyncio.Event()
-        self.fail = fail
-        self.added: list[str] = []
 
     async def add(self, messages: list[dict[str, str]], *, user_id: str, metadata: Any = None) -> dict[str, Any]:
-        await self.release.wait()
-        if self.fail:
-            raise RuntimeError("store down")
-        self.added.append(messages[0]["content"])
         return {"results": []}
 
     async def search(self, query: str, *, top_k: int, filters: dict[str, Any]) -> dict[str, Any]:
         return {"results": []}
 
 
-def _service(backend: _BlockingMemory, settings: Settings, **overrides: Any) -> MemoryService:
-    service = MemoryService(backend, None, settings.model_copy(update=overrides))  # type: ignore[arg-type]
-    service.start()
-    return service
+def _service(backend: _StubMemory, settings: Settings, isolation: IsolatedLoop, **overrides: Any) -> MemoryService:
+    return MemoryService(backend, None, settings.model_copy(update=overrides), isolation)  # type: ignore[arg-type]
 
 
-class _SlowSearch(_BlockingMemory):
+class _SlowSearch(_StubMemory):
     async def search(self, query: str, *, top_k: int, filters: dict[str, Any]) -> dict[str, Any]:
         await self.release.wait()
         return {"results": []}
 
 
-class _BrokenSearch(_BlockingMemory):
+class _BrokenSearch(_StubMemory):
     async def search(self, query: str, *, top_k: int, filters: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("store down")
 
 
 class TestRecallNeverFailsTheTurn:
-    async def test_a_slow_store_gives_no_memories_after_the_timeout(self, memory_settings: Settings) -> None:
-        service = _service(_SlowSearch(), memory_settings, memory_search_timeout_seconds=0.05)
+    async def test_a_slow_store_gives_no_memories_after_the_timeout(
+        self, memory_settings: Settings, isolation: IsolatedLoop
+    ) -> None:
+        service = _service(_SlowSearch(), memory_settings, isolation, memory_search_timeout_seconds=0.05)
         timeouts, errors = metric("search", "timeout"), metric("search", "error")
 
         recalled = await service.recall(uuid.uuid4(), "dinner ideas?")
@@ -269,82 +252,12 @@ class TestRecallNeverFailsTheTurn:
         assert recalled == []
         assert metric("search", "timeout") == timeouts + 1
         assert metric("search", "error") == errors
-        await service.close()
 
-    async def test_a_failing_store_gives_no_memories(self, memory_settings: Settings) -> None:
-        service = _service(_BrokenSearch(), memory_settings)
+    async def test_a_failing_store_gives_no_memories(self, memory_settings: Settings, isolation: IsolatedLoop) -> None:
+        service = _service(_BrokenSearch(), memory_settings, isolation)
         errors = metric("search", "error")
 
         recalled = await service.recall(uuid.uuid4(), "dinner ideas?")
 
         assert recalled == []
         assert metric("search", "error") == errors + 1
-        await service.close()
-
-
-class TestQueue:
-    async def test_shutdown_drains_queued_jobs(self, memory_settings: Settings) -> None:
-        backend = _BlockingMemory()
-        service = _service(backend, memory_settings, memory_workers=1)
-        for n in range(3):
-            service.enqueue_extraction(uuid.uuid4(), None, f"message {n}", "reply")
-
-        backend.release.set()
-        await service.close()
-
-        assert backend.added == ["message 0", "message 1", "message 2"]
-        assert service.dropped_jobs == 0
-
-    async def test_shutdown_counts_what_it_could_not_drain(self, memory_settings: Settings) -> None:
-        backend = _BlockingMemory()  # never released: the drain times out
-        service = _service(backend, memory_settings, memory_workers=1, memory_drain_timeout_seconds=0.1)
-        dropped = metric("add", "dropped")
-        for n in range(3):
-            service.enqueue_extraction(uuid.uuid4(), None, f"message {n}", "reply")
-        await asyncio.sleep(0)
-
-        await service.close()
-
-        assert service.dropped_jobs == 3
-        assert metric("add", "dropped") == dropped + 3
-        assert service.queue_depth == 0
-
-    async def test_a_full_queue_refuses_and_counts(self, memory_settings: Settings) -> None:
-        backend = _BlockingMemory()
-        service = _service(backend, memory_settings, memory_workers=1, memory_queue_size=1)
-        service.enqueue_extraction(uuid.uuid4(), None, "taken by the worker", "reply")
-        await asyncio.sleep(0)
-        service.enqueue_extraction(uuid.uuid4(), None, "fills the queue", "reply")
-
-        accepted = service.enqueue_extraction(uuid.uuid4(), None, "one too many", "reply")
-
-        assert accepted is False
-        assert service.dropped_jobs == 1
-        backend.release.set()
-        await service.close()
-        assert backend.added == ["taken by the worker", "fills the queue"]
-
-    async def test_failures_are_counted_and_the_queue_keeps_going(self, memory_settings: Settings) -> None:
-        backend = _BlockingMemory(fail=True)
-        service = _service(backend, memory_settings, memory_workers=2)
-        for n in range(4):
-            service.enqueue_extraction(uuid.uuid4(), None, f"message {n}", "reply")
-
-        backend.release.set()
-        await service.join()
-        await service.close()
-
-        assert service.failed_jobs == 4
-        assert service.dropped_jobs == 0
-
-    async def test_nothing_is_accepted_after_shutdown(self, memory_settings: Settings) -> None:
-        service = _service(_BlockingMemory(), memory_settings)
-        await service.close()
-
-        assert service.enqueue_extraction(uuid.uuid4(), None, "late", "reply") is False
-        assert service.dropped_jobs == 1
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_jobs(memory_service: MemoryService) -> None:
-    assert memory_service.queue_depth == 0

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentserver.models import ChatSession, Message, User
 from agentserver.sessions.repository import ChatSessionRepository
+from agentserver.sessions.service import SessionDeletion
 from tests.factories import create_chat_session, create_message
 
 SESSIONS = "/api/v1/sessions"
@@ -316,8 +317,8 @@ class TestSessionDeletionHooks:
         chat_id = (await create_chat_session(session, user)).id
         seen: list[uuid.UUID] = []
 
-        async def hook(session_id: uuid.UUID) -> None:
-            seen.append(session_id)
+        async def hook(deletion: SessionDeletion) -> None:
+            seen.append(deletion.session_id)
 
         hooks = app.state.lifespan_state["session_deletion_hooks"]
         hooks.append(hook)
@@ -339,8 +340,8 @@ class TestSessionDeletionHooks:
         theirs_id = (await create_chat_session(session, other_user)).id
         seen: list[uuid.UUID] = []
 
-        async def hook(session_id: uuid.UUID) -> None:
-            seen.append(session_id)
+        async def hook(deletion: SessionDeletion) -> None:
+            seen.append(deletion.session_id)
 
         hooks = app.state.lifespan_state["session_deletion_hooks"]
         hooks.append(hook)

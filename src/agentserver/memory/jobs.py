@@ -38,15 +38,10 @@ def extraction_handler(memory: MemoryService, sessionmaker: async_sessionmaker[A
             erased_at, started_at = row
             if erased_at is not None and erased_at >= job.created_at:
                 raise JobSkipped("the user erased their memories after this exchange")
-            texts = dict(
-                (
-                    await db.execute(
-                        select(Message.id, Message.content).where(
-                            Message.id.in_(message_ids), Message.session_id == session_id
-                        )
-                    )
-                ).tuples()
+            rows = await db.execute(
+                select(Message.id, Message.content).where(Message.id.in_(message_ids), Message.session_id == session_id)
             )
+            texts = {row.id: row.content for row in rows}
         if len(texts) != 2:
             raise JobSkipped("the messages are gone")
         added = await memory.extract(job.user_id, session_id, texts[message_ids[0]], texts[message_ids[1]])
