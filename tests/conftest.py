@@ -8,9 +8,11 @@ rolled back, so tests never see each other's rows.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,6 +95,24 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         run_heartbeat_seconds=1.0,
         run_poll_seconds=0.5,
     )
+
+
+@pytest.fixture(scope="session")
+def own_database_settings(
+    make_database: Callable[[str], str], settings: Settings
+) -> Callable[..., Awaitable[Settings]]:
+    """Factory: the test settings on a new, migrated database of their own, with `overrides`.
+
+    Every app runs a worker, and workers sharing a database take each other's runs: a test that scripts
+    its own app's model needs a database no other app's worker looks at.
+    """
+
+    async def make(name: str, **overrides: Any) -> Settings:
+        url = make_database(name)
+        await asyncio.to_thread(migrations.upgrade, url)
+        return settings.model_copy(update={"database_url": url, **overrides})
+
+    return make
 
 
 @pytest.fixture(scope="session")

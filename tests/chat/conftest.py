@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,15 +19,16 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from agentserver.chat.repository import ChatRepository
 from agentserver.config import Settings
 from agentserver.kit import migrations
 from agentserver.kit.db import session_scope
 from agentserver.llm.fake import FakeChatModel
 from agentserver.llm.service import LLMService
 from agentserver.main import create_app
-from agentserver.models import Message
+from agentserver.models import ChatSession, Message, Run, RunStatus
 from tests.factories import auth_headers_for, create_user
 from tests.harness import StateInjector
 
@@ -40,30 +42,19 @@ async def chat_database(make_database: Callable[[str], str]) -> str:
 
 @pytest.fixture(scope="package")
 def chat_settings(settings: Settings, chat_database: str) -> Settings:
-    return settings.model_copy(
-        update={
-            "database_url": chat_database,
-            "summary_after_turns": 4,
-            "max_tool_rounds": 2,
-            "search_provider": "none",
-        }
-    )
+    return settings.model_copy(update={"database_url": chat_database, **CHAT_OVERRIDES})
+
+
+# Chat settings on a database of their own (for apps that run beside the package's harness).
+CHAT_OVERRIDES = {"summary_after_turns": 4, "max_tool_rounds": 2, "search_provider": "none"}
 
 
 @pytest.fixture(scope="package")
 def own_chat_settings(
-    make_database: Callable[[str], str], chat_settings: Settings
+    own_database_settings: Callable[..., Awaitable[Settings]],
 ) -> Callable[[str], Awaitable[Settings]]:
-    """Settings on a database of their own, for apps that run beside the package's harness.
-
-    Every app runs a worker, and workers sharing a database take each other's runs: a test that scripts
-    its own app's model needs a database no other app's worker looks at.
-    """
-
     async def make(name: str) -> Settings:
-        url = make_database(name)
-        await asyncio.to_thread(migrations.upgrade, url)
-        return chat_settings.model_copy(update={"database_url": url})
+        return await own_database_settings(name, **CHAT_OVERRIDES)
 
     return make
 
@@ -94,12 +85,32 @@ class ChatHarness:
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
+    async def settle(self, *, within: float = 15.0) -> None:
+        """Wait until no run of this app's database is waiting or executing.
+
+        Runs outlive the requests that started them (a client that went away, an enqueued message): a test
+        that scripts the shared fake model must not have its script eaten by a run of the previous test.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            async with self.state["sessionmaker"]() as session:
+                busy = await session.scalar(
+                    select(func.count()).select_from(Run).where(Run.status.in_((RunStatus.pending, RunStatus.running)))
+                )
+            if not busy:
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"{busy} runs still waiting or executing after {within} s")
+            await asyncio.sleep(0.02)
+
     async def messages(self, session_id: str) -> list[Message]:
+        """The session's messages in conversation order (as the API lists them)."""
         async with session_scope(self.state["sessionmaker"]) as session:
-            rows = await session.scalars(
-                select(Message).where(Message.session_id == session_id).order_by(Message.created_at)
-            )
-            return list(rows.all())
+            owner = await session.scalar(select(ChatSession.user_id).where(ChatSession.id == session_id))
+            if owner is None:
+                return []
+            return await ChatRepository.from_session(session).list_messages(owner, uuid.UUID(session_id), 1000, None)
 
 
 async def start_harness(settings: Settings) -> tuple[ChatHarness, Any]:
@@ -117,7 +128,8 @@ async def harness(chat_settings: Settings) -> AsyncIterator[ChatHarness]:
 
 
 @pytest.fixture
-def fake(harness: ChatHarness) -> FakeChatModel:
+async def fake(harness: ChatHarness) -> FakeChatModel:
+    await harness.settle()
     harness.fake.set_script([])
     return harness.fake
 

@@ -96,7 +96,7 @@ async def chat(
         strategy=body.multitask_strategy,
     )
     ending: RunEvent | None = None
-    async for event in streams.follow(run.id):
+    async for event in streams.follow(run.id, fresh=True):
         if event is not None and event.terminal:
             ending = event
     return await chat_service.reply(sessionmaker, session_id=body.session_id, run_id=run.id, ending=ending)
@@ -143,7 +143,7 @@ async def chat_stream(
         )
 
     return sse_response(
-        streams.follow(run.id),
+        streams.follow(run.id, fresh=True),
         headers={"X-Run-Id": str(run.id)},
         on_abandon=cancel_run if body.on_disconnect == "cancel" else None,
     )
@@ -220,8 +220,10 @@ async def _ws_user_id(websocket: WebSocket, settings: Settings, token: str | Non
     return user.id
 
 
-async def _relay(websocket: WebSocket, streams: RunStreams, run_id: uuid.UUID, after: int) -> None:
-    async for event in streams.follow(run_id, after):
+async def _relay(
+    websocket: WebSocket, streams: RunStreams, run_id: uuid.UUID, after: int, *, fresh: bool = False
+) -> None:
+    async for event in streams.follow(run_id, after, fresh=fresh):
         if event is not None:
             await websocket.send_json({**event.ws(), "run_id": str(run_id)})
 
@@ -286,7 +288,7 @@ async def chat_websocket(
             except AppError as exc:
                 await websocket.send_json(events.error(exc.name, exc.message).ws())
                 continue
-            await _relay(websocket, streams, run.id, 0)
+            await _relay(websocket, streams, run.id, 0, fresh=True)
     except WebSocketDisconnect:
         log.info("chat.ws_closed")  # runs go on: the client can re-join them
     except AppError as exc:

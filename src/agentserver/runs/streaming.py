@@ -8,6 +8,7 @@ or the log expired), the run's row tells how it ended.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,8 +20,11 @@ from agentserver.runs.eventlog import EventLog
 from agentserver.runs.events import RunEvent
 from agentserver.runs.live import LiveRuns
 
+# The stream of a run that ended is over for a follower that already has its last event.
+_NOTHING_MORE = RunEvent("done", {})
 IDLE_SECONDS = 15.0  # keep-alive cadence; also how often a silent run's row is looked at
 WAIT_SECONDS = 2.0
+LOG_GRACE_SECONDS = 2.0
 
 
 class RunStreams:
@@ -31,7 +35,29 @@ class RunStreams:
         self.live = live_runs
         self.sessionmaker = sessionmaker
 
-    async def follow(self, run_id: uuid.UUID, after: int = 0) -> AsyncIterator[RunEvent | None]:
+    async def follow(self, run_id: uuid.UUID, after: int = 0, *, fresh: bool = False) -> AsyncIterator[RunEvent | None]:
+        """`fresh`: the run was just created by the caller (nothing to look up before waiting for it)."""
+        live = self.live.get(run_id)
+        if not fresh and (live is None or not live.covers(after)):
+            # Maybe a run that already ended: replay what is after `after` and stop, without waiting.
+            found = await self.log.read(run_id, after)
+            for event in found:
+                yield event
+                after = event.seq
+                if event.terminal:
+                    return
+            if not found:
+                ending = await self._ending_from_row(run_id, after)
+                if ending is _NOTHING_MORE:
+                    return
+                if ending is not None:
+                    async for event in self._rest_of_log(run_id, after):
+                        yield event
+                        after = event.seq
+                        if event.terminal:
+                            return
+                    yield ending
+                    return
         silent = 0.0
         while True:
             live = self.live.get(run_id)
@@ -64,10 +90,11 @@ class RunStreams:
             if silent >= IDLE_SECONDS:
                 silent = 0.0
                 yield None
-            ending = await self._ending_from_row(run_id)
+            ending = await self._ending_from_row(run_id, after)
+            if ending is _NOTHING_MORE:
+                return
             if ending is not None:
-                # Read the log once more: the real ending may have landed since.
-                for event in await self.log.read(run_id, after):
+                async for event in self._rest_of_log(run_id, after):
                     yield event
                     after = event.seq
                     if event.terminal:
@@ -75,10 +102,33 @@ class RunStreams:
                 yield ending
                 return
 
-    async def _ending_from_row(self, run_id: uuid.UUID) -> RunEvent | None:
+    async def _rest_of_log(self, run_id: uuid.UUID, after: int) -> AsyncIterator[RunEvent]:
+        """The row says the run ended; its last events may still be on their way to the log (a worker
+        writes them right after the run's transaction): wait for them a little."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOG_GRACE_SECONDS
+        while (left := deadline - loop.time()) > 0:
+            found = await self.log.wait(run_id, after, left)
+            for event in found:
+                yield event
+                after = event.seq
+                if event.terminal:
+                    return
+
+    async def _ending_from_row(self, run_id: uuid.UUID, after: int) -> RunEvent | None:
+        """How the run ended, if it did (None: still going). `_NOTHING_MORE` when the follower has already
+        seen the logged ending."""
         async with self.sessionmaker() as session:
             run = await session.get(Run, run_id)
-        return ending_of(run) if run is not None else events.error("RunNotFound", "Run not found")
+        if run is None:
+            return events.error("RunNotFound", "Run not found")
+        ending = ending_of(run)
+        if ending is None:
+            return None
+        last = await self.log.last(run_id)
+        if last is not None and last.terminal and last.seq <= after:
+            return _NOTHING_MORE
+        return ending
 
 
 def ending_of(run: Run) -> RunEvent | None:
