@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
+from agentserver.cache import ResponseCache
 from agentserver.kit import migrations
 from agentserver.kit.db import session_scope
 from agentserver.main import create_app
@@ -40,6 +42,7 @@ async def app_state(
         password_hash_time_cost=1,
         password_hash_memory_kib=64,
         search_provider="none",
+        cache_enabled=True,  # cached answers are the user's data too: erased with the account
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app) as state:
@@ -82,6 +85,55 @@ class TestMemoryEnabledApp:
 
         assert response.status_code == 204
         assert await memory.list(user_id) == []
+
+
+class TestAccountDeletionWhileStreaming:
+    async def test_nothing_of_the_user_is_left_anywhere(self, app_state: tuple[FastAPI, dict[str, Any]]) -> None:
+        app, state = app_state
+        memory: MemoryService = state["memory"]
+        cache: ResponseCache = state["cache"]
+        fake = state["llm"].fake
+        user_id, headers = await _new_user(state)
+        fake.set_script(["Noted, no meat for you.", extraction("User is vegetarian"), "Hello there, this is long"])
+        async with _client(app, state) as http:
+            session_id = (await http.post("/api/v1/sessions", json={"name": "A"}, headers=headers)).json()["id"]
+            await http.post(
+                "/api/v1/chatbot/chat", json={"session_id": session_id, "message": "I am vegetarian"}, headers=headers
+            )
+            await drain_jobs(state["sessionmaker"])
+            assert await memory.count(user_id) == 1
+            assert cache.memory is not None
+            assert any(str(user_id) in key for key in cache.memory.entries)
+            fake.gate = asyncio.Event()  # never set: the next answer stalls after its first token
+            streaming = asyncio.create_task(
+                http.post(
+                    "/api/v1/chatbot/chat/stream",
+                    json={"session_id": session_id, "message": "dinner ideas?"},
+                    headers=headers,
+                )
+            )
+            await fake.wait_streaming()
+
+            deleted = await http.delete("/api/v1/auth/me", headers=headers)
+            await asyncio.wait_for(streaming, 15)
+        await drain_jobs(state["sessionmaker"])
+
+        assert deleted.status_code == 204
+        assert await memory.count(user_id) == 0
+        assert not any(str(user_id) in key for key in cache.memory.entries)
+        async with state["sessionmaker"]() as session:
+            for table in ("checkpoints", "checkpoint_writes", "checkpoint_blobs"):
+                left = await session.scalar(
+                    text(f"SELECT count(*) FROM {table} WHERE thread_id = :s"),  # noqa: S608
+                    {"s": session_id},
+                )
+                assert left == 0, table
+            for table, column in (("messages", "session_id"), ("runs", "session_id"), ("jobs", "user_id")):
+                left = await session.scalar(
+                    text(f"SELECT count(*) FROM {table} WHERE {column} = CAST(:id AS uuid)"),  # noqa: S608
+                    {"id": session_id if column == "session_id" else str(user_id)},
+                )
+                assert left == 0, table
 
 
 class TestForgetAll:
