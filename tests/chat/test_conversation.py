@@ -132,6 +132,38 @@ class TestSummaries:
         assert "Existing summary:\nSummary version 4." in str(summary_calls[1][1].content)
         assert "Existing summary:\nSummary version 7." in str(summary_calls[2][1].content)
 
+    async def test_a_failing_summary_is_skipped_and_the_turn_answers(
+        self, harness: ChatHarness, fake: FakeChatModel
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        # Turn 4 folds (SUMMARY_AFTER_TURNS=4): its summary call fails, the answer comes anyway.
+        fake.set_script([*(f"Answer {n}." for n in range(4)), status_error(400), "Answer 4."])
+
+        for turn in range(4):
+            await say(harness, headers, session_id, f"Turn {turn}")
+        response = await say(harness, headers, session_id, "Turn 4")
+
+        assert response.status_code == 200
+        assert response.json()["message"] == "Answer 4."
+        # Nothing was folded away: the whole history is still in the prompt.
+        assert len(chat_prompts(fake)[-1]) == 1 + 2 * 4 + 1
+
+    async def test_a_summarys_tokens_count_in_the_runs_usage(self, harness: ChatHarness, fake: FakeChatModel) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([*(f"Answer {n}." for n in range(4)), "A short summary.", "Answer 4."])
+        for turn in range(4):
+            await say(harness, headers, session_id, f"Turn {turn}")
+
+        usage = (await say(harness, headers, session_id, "Turn 4")).json()["usage"]
+
+        summary_call, answer_call = fake.prompts[-2], fake.prompts[-1]
+        assert str(summary_call[0].content).startswith(SUMMARY_INSTRUCTIONS)
+        assert usage["input_tokens"] == sum(count_tokens(str(m.content)) for m in summary_call + answer_call)
+        assert usage["output_tokens"] == count_tokens("A short summary.") + count_tokens("Answer 4.")
+        assert usage["model"] == "fake"
+
 
 class TestMessageHistory:
     async def test_lists_oldest_first_with_cursor_pages(self, harness: ChatHarness, fake: FakeChatModel) -> None:

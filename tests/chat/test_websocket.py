@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -115,3 +117,107 @@ class TestWebSocket:
 
         assert events == [("error", {"error": "SessionNotFound", "detail": "Chat session not found"})]
         assert await harness.messages(session_id) == []
+
+
+class TestWebSocketFrames:
+    async def test_a_binary_first_frame_closes_with_unsupported_data(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        session_id = await harness.new_session(await harness.new_user())
+
+        async with websockets.connect(ws_url(live_url, session_id)) as ws:
+            await ws.send(b"\x00\x01binary")
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1003
+
+    async def test_a_binary_message_frame_closes_with_unsupported_data(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+
+        async with websockets.connect(ws_url(live_url, session_id) + f"?token={token_of(headers)}") as ws:
+            await ws.send(b"{}")
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1003
+
+
+class TestWebSocketReconnect:
+    async def test_after_replays_exactly_the_missed_events_of_the_run(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        gate = asyncio.Event()
+        fake.set_script(["one two three four"], gate=gate)
+        url = ws_url(live_url, session_id) + f"?token={token_of(headers)}"
+
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"message": "count"}))
+            seen = [json.loads(await ws.recv()) for _ in range(2)]  # metadata and the first token; then hang up
+        run_id = seen[0]["run_id"]
+        gate.set()
+        async with websockets.connect(url + f"&run_id={run_id}&after={seen[-1]['id']}") as ws:
+            rest = []
+            while not rest or rest[-1]["event"] != "done":
+                rest.append(json.loads(await ws.recv()))
+
+        ids = [frame["id"] for frame in seen + rest]
+        assert ids == list(range(1, len(ids) + 1))
+        assert "".join(f["data"]["content"] for f in seen + rest if f["event"] == "token") == "one two three four"
+
+    async def test_another_users_run_cannot_be_replayed(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        owner = await harness.new_user()
+        session_id = await harness.new_session(owner)
+        fake.set_script(["mine"])
+        async with websockets.connect(ws_url(live_url, session_id) + f"?token={token_of(owner)}") as ws:
+            await ws.send(json.dumps({"message": "hi"}))
+            run_id = json.loads(await ws.recv())["run_id"]
+            await receive_turn(ws)
+        intruder = await harness.new_user()
+        intruder_session = await harness.new_session(intruder)
+
+        url = ws_url(live_url, intruder_session) + f"?token={token_of(intruder)}&run_id={run_id}"
+        async with websockets.connect(url) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1008
+
+
+class TestNoTokenInLogs:
+    async def test_a_query_token_never_reaches_a_log_line(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str, info_logs: list[str]
+    ) -> None:
+        # uvicorn writes "<client> - "WebSocket <path with query>" [accepted]" at INFO (tests log WARNING+).
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        level = uvicorn_log.level
+        uvicorn_log.setLevel(logging.INFO)
+        try:
+            await self._chat_over_a_query_token(harness, fake, live_url, info_logs)
+        finally:
+            uvicorn_log.setLevel(level)
+
+    async def _chat_over_a_query_token(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str, info_logs: list[str]
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        token = token_of(headers)
+        fake.set_script(["hello"])
+
+        async with websockets.connect(ws_url(live_url, session_id) + f"?token={token}") as ws:
+            await ws.send(json.dumps({"message": "hi"}))
+            await receive_turn(ws)
+
+        assert any("WebSocket" in line and "token=[redacted]" in line for line in info_logs)
+        assert not [line for line in info_logs if token in line or token[-20:] in line]
