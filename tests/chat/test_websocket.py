@@ -164,7 +164,7 @@ class TestWebSocketReconnect:
         run_id = seen[0]["run_id"]
         gate.set()
         async with websockets.connect(url + f"&run_id={run_id}&after={seen[-1]['id']}") as ws:
-            rest = []
+            rest: list[dict[str, Any]] = []
             while not rest or rest[-1]["event"] != "done":
                 rest.append(json.loads(await ws.recv()))
 

@@ -22,7 +22,7 @@ REQUIRED_METRICS = {
     "agentserver_tool_calls_total",  # tool errors
     "agentserver_active_streams",
     "agentserver_db_pool_connections",
-    "agentserver_memory_queue_depth",
+    "agentserver_jobs_queued",
 }
 
 

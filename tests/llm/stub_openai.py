@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ class Reply:
     delay: float = 0.0
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    token_delay: float = 0.0  # seconds between streamed words (a slow model)
 
 
 def error(status: int, **headers: str) -> Reply:
@@ -58,8 +59,14 @@ class Recorded:
         return [tool["function"]["name"] for tool in self.body.get("tools") or ()]
 
 
+Responder = Callable[[dict[str, Any]], Reply]
+
+
 class StubOpenAI:
+    """`responder`, when set, answers every request that has no scripted reply (it sees the JSON body)."""
+
     def __init__(self) -> None:
+        self.responder: Responder | None = None
         self.replies: dict[str, deque[Reply]] = defaultdict(deque)
         self.requests: list[Recorded] = []
         self.url = ""
@@ -72,6 +79,7 @@ class StubOpenAI:
     def reset(self) -> None:
         self.replies.clear()
         self.requests.clear()
+        self.responder = None
 
     def requests_for(self, model: str) -> list[Recorded]:
         return [r for r in self.requests if r.model == model]
@@ -85,7 +93,12 @@ class StubOpenAI:
         model = body["model"]
         self.requests.append(Recorded(model, body, time.monotonic()))
         queue = self.replies[model]
-        reply = queue.popleft() if queue else Reply(text="default answer")
+        if queue:
+            reply = queue.popleft()
+        elif self.responder is not None:
+            reply = self.responder(body)
+        else:
+            reply = Reply(text="default answer")
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.status != 200:
@@ -136,7 +149,7 @@ class StubOpenAI:
 
         yield event({"role": "assistant", "content": ""})
         for i, word in enumerate(reply.text.split(" ") if reply.text else []):
-            await asyncio.sleep(0)
+            await asyncio.sleep(reply.token_delay)
             yield event({"content": word if i == 0 else " " + word})
         for i, (name, args) in enumerate(reply.tool_calls):
             yield event(
@@ -177,7 +190,9 @@ class StubOpenAI:
                 Route("/v1/models", self._models, methods=["GET"]),
             ]
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False, timeout_keep_alive=30
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event

@@ -4,6 +4,7 @@ section, deletes and erasure. (The `memory.extract` job around `extract()`: test
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from typing import Any
 
@@ -261,3 +262,23 @@ class TestRecallNeverFailsTheTurn:
 
         assert recalled == []
         assert metric("search", "error") == errors + 1
+
+
+class TestThreads:
+    async def test_mem0_works_on_its_own_threads(
+        self, memory_service: MemoryService, scripted: FakeChatModel, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        embedder = memory_service.memory.embedding_model  # type: ignore[attr-defined]
+        threads: list[str] = []
+        real_embed = embedder.embed
+
+        def embed(*args: Any, **kwargs: Any) -> Any:
+            threads.append(threading.current_thread().name)
+            return real_embed(*args, **kwargs)
+
+        monkeypatch.setattr(embedder, "embed", embed)
+        await remember(memory_service, scripted, uuid.uuid4(), "User is vegetarian")
+        await memory_service.search(uuid.uuid4(), "dinner", 5)
+
+        assert threads
+        assert all(name.startswith("mem0") for name in threads), threads

@@ -58,7 +58,7 @@ async def replay(harness: ChatHarness, headers: dict[str, str], run_id: str, aft
 
 async def run_row(harness: ChatHarness, run_id: str) -> Run:
     async with harness.state["sessionmaker"]() as session:
-        run = await session.get(Run, run_id)
+        run: Run | None = await session.get(Run, run_id)
     assert run is not None
     return run
 

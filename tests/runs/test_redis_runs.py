@@ -33,7 +33,7 @@ async def on_redis(own_database_settings: Callable[..., Awaitable[Settings]]) ->
     keys = [key async for key in redis.scan_iter(match=f"{prefix}:*")]
     if keys:
         await redis.delete(*keys)
-    await redis.aclose()
+    await redis.aclose()  # type: ignore[attr-defined]
 
 
 @pytest.fixture

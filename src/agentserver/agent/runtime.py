@@ -6,8 +6,9 @@ A process that runs no worker (API only) builds the same graph without a model: 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ from agentserver.llm import registry
 from agentserver.llm.service import LLMService
 
 log = structlog.get_logger(__name__)
+
+_CHECKPOINT_SETUP_LOCK = 7_312_004_202  # pg_advisory_lock key (memory/backend.py uses ...201)
 
 # Room kept free in the model's context for the system prompt, memory and the answer.
 CONTEXT_RESERVE_TOKENS = 2048
@@ -56,6 +59,20 @@ class AgentRuntime:
 
 def _no_model(*_: Any) -> ChatModel:
     raise RuntimeError("this process runs no worker: it has no model to execute runs with")
+
+
+@asynccontextmanager
+async def _one_at_a_time(pool: AsyncConnectionPool[Any], key: int) -> AsyncIterator[None]:
+    async with pool.connection() as conn:
+        while True:
+            row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS taken", (key,))).fetchone()
+            if row and row["taken"]:
+                break
+            await asyncio.sleep(0.2)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def history_budget_chars(settings: Settings, model: str) -> int:
@@ -95,8 +112,12 @@ async def open_agent(
     await pool.open(wait=True, timeout=settings.database_connect_timeout_seconds)
     stack.push_async_callback(pool.close)
     checkpointer = AsyncPostgresSaver(pool)
-    # Idempotent table set-up, once per process start (never per request).
-    await checkpointer.setup()
+    # Idempotent table set-up, once per process start (never per request). Processes starting together
+    # (replicas, workers) take turns: LangGraph's migrations are not safe to run concurrently. The lock is
+    # polled, not waited for: a waiting statement is an open transaction, and the migrations' CREATE INDEX
+    # CONCURRENTLY would wait for it while it waits for the lock.
+    async with _one_at_a_time(pool, _CHECKPOINT_SETUP_LOCK):
+        await checkpointer.setup()
 
     http = httpx.AsyncClient(timeout=10.0, headers={"User-Agent": "agentserver"}, follow_redirects=False)
     stack.push_async_callback(http.aclose)

@@ -68,8 +68,7 @@ JOBS_QUEUED = Gauge(
 )
 
 # --- long-term memory (operation: search | add | delete | list; outcome: success | error, plus
-# add/dropped: an extraction job refused by a full queue or lost at shutdown, and search/timeout: a
-# chat turn went on without memories) -------------------------------------------------------------
+# search/timeout: a chat run went on without memories) ----------------------------------------------
 MEMORY_OPERATIONS = Counter(
     "agentserver_memory_operations_total", "Memory operations by operation and outcome", ["operation", "outcome"]
 )
@@ -79,7 +78,6 @@ MEMORY_LATENCY = Histogram(
     ["operation"],
     buckets=LATENCY_BUCKETS,
 )
-MEMORY_QUEUE_DEPTH = Gauge("agentserver_memory_queue_depth", "Memory extraction jobs waiting or running")
 
 # --- database connection pool (read from the engine's pool at scrape time by observability/db_pool.py;
 # pool: app; state: checked_out | idle | overflow) ------------------------------------------------

@@ -62,13 +62,12 @@ class RunStreams:
         while True:
             live = self.live.get(run_id)
             if live is not None and live.covers(after):
-                async for event in live.follow(after, IDLE_SECONDS):
-                    if event is None:
-                        yield None
+                async for item in live.follow(after, IDLE_SECONDS):
+                    yield item
+                    if item is None:
                         continue
-                    yield event
-                    after = event.seq
-                    if event.terminal:
+                    after = item.seq
+                    if item.terminal:
                         return
                 continue  # it stopped executing here without an ending: handed over, the log goes on
             watcher = self.live.watch(run_id)

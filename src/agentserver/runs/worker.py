@@ -39,7 +39,7 @@ from agentserver.jobs.repository import WORK_CHANNEL, ClaimedJob, JobRepository
 from agentserver.kit.db import session_scope
 from agentserver.kit.pg_listen import PgListener
 from agentserver.models import Run, RunStatus
-from agentserver.observability.metrics import JOBS, RUNS_ACTIVE, RUNS_RECOVERED
+from agentserver.observability.metrics import JOBS, JOBS_QUEUED, RUNS_ACTIVE, RUNS_RECOVERED
 from agentserver.runs import events
 from agentserver.runs.eventlog import EventLog, PostgresEventLog
 from agentserver.runs.executor import Execution, RunExecutor, StopReason
@@ -311,6 +311,10 @@ class Worker:
                 stale_seconds=self.config.stale_seconds, max_attempts=self.config.max_attempts
             )
             jobs = await JobRepository.from_session(db).requeue_stale(self.config.stale_seconds)
+            depth = await JobRepository.from_session(db).depth()
+        JOBS_QUEUED.clear()
+        for (kind, status), count in depth.items():
+            JOBS_QUEUED.labels(kind=kind, status=status).set(count)
         for run in stale:
             RUNS_RECOVERED.labels(outcome=run.status.value).inc()
             log.warning("worker.run_recovered", run_id=str(run.id), status=run.status.value)
