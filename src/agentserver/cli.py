@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from agentserver.chat import terminal
 from agentserver.config import Settings, get_settings
 from agentserver.kit import migrations
-from agentserver.kit.db import DatabaseUnavailableError, create_engine, wait_for_database
+from agentserver.kit.db import DatabaseUnreachableError, create_engine, wait_for_database
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.llm.cli import model_app
 from agentserver.observability.logging import configure_logging
@@ -70,7 +70,7 @@ def _check_reachable(url: str, timeout: float) -> None:
 
     try:
         asyncio.run(check())
-    except DatabaseUnavailableError as exc:
+    except DatabaseUnreachableError as exc:
         typer.echo(f"agentserver: {exc}", err=True)
         raise typer.Exit(1) from None
 

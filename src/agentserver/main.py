@@ -62,6 +62,8 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
             engine = create_engine(
                 database_url,
                 pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+                pool_timeout=settings.database_pool_timeout_seconds,
                 connect_timeout=settings.database_connect_timeout_seconds,
             )
             stack.push_async_callback(engine.dispose)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentserver.auth.dependencies import get_current_user, get_password_hasher
 from agentserver.auth.security import PasswordHasher
 from agentserver.config import Settings
+from agentserver.kit.db import unit_of_work
 from agentserver.models import User
 from tests.factories import DEFAULT_PASSWORD, access_token_for, create_user
 
@@ -144,7 +145,7 @@ class TestCurrentUserLogContext:
     ) -> None:
         structlog.contextvars.clear_contextvars()
         try:
-            found = await get_current_user(session, settings, access_token_for(settings, user))
+            found = await get_current_user(lambda: unit_of_work(session), settings, access_token_for(settings, user))
 
             assert found.id == user.id
             assert structlog.contextvars.get_contextvars()["user_id"] == str(user.id)

@@ -21,7 +21,7 @@ from agentserver.agent.tools.weather import OpenMeteo
 from agentserver.agent.tools.web_search import DuckDuckGoSearch, SearchBackend, SearxngSearch
 from agentserver.auth.service import UserDeletion
 from agentserver.config import LLMProvider, Settings
-from agentserver.kit.db import libpq_url
+from agentserver.kit.db import libpq_url, psycopg_pool_options
 from agentserver.llm import registry
 from agentserver.llm.service import LLMService
 
@@ -77,6 +77,9 @@ async def open_agent(settings: Settings, database_url: str, llm: LLMService, sta
         max_size=settings.database_pool_size,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         open=False,
+        name="checkpoints",
+        check=AsyncConnectionPool.check_connection,
+        **psycopg_pool_options(settings.database_pool_timeout_seconds),
     )
     await pool.open(wait=True, timeout=settings.database_connect_timeout_seconds)
     stack.push_async_callback(pool.close)

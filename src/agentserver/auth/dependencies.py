@@ -19,7 +19,7 @@ from agentserver.auth.security import PasswordHasher
 from agentserver.auth.service import UserDeletionHook
 from agentserver.auth.service import auth as auth_service
 from agentserver.config import Settings
-from agentserver.kit.db import SessionDep
+from agentserver.kit.db import UnitOfWorkDep
 from agentserver.kit.errors import Unauthorized
 from agentserver.models import User
 
@@ -49,12 +49,18 @@ UserDeletionHooksDep = Annotated[list[UserDeletionHook], Depends(get_user_deleti
 
 
 async def get_current_user(
-    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    unit_of_work: UnitOfWorkDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
-    """The user of the request's bearer access token; 401 if missing, invalid, expired or the user is gone."""
+    """The user of the request's bearer access token; 401 if missing, invalid, expired or the user is gone.
+
+    The lookup is a unit of work of its own, over before the endpoint runs: the request's SessionDep
+    would hold its connection through a one-shot chat turn's model wait, and a burst of turns would
+    drain the pool. The user comes back detached, its columns loaded.
+    """
     if not token or len(token) > TOKEN_MAX_LENGTH:
         raise Unauthorized("Not authenticated")
-    user = await auth_service.authenticate_access_token(session, settings, token)
+    async with unit_of_work() as session:
+        user = await auth_service.authenticate_access_token(session, settings, token)
     # Every log line of the rest of the request carries the user.
     structlog.contextvars.bind_contextvars(user_id=str(user.id))
     return user

@@ -35,7 +35,9 @@ class UserRepository:
     async def delete(self, user: User) -> None:
         # The foreign keys cascade: sessions, messages and refresh tokens go with the row.
         await self.session.execute(delete(User).where(User.id == user.id))
-        self.session.expunge(user)
+        # `user` usually comes from the auth dependency's own unit of work: detached, not in this session.
+        if user in self.session:
+            self.session.expunge(user)
 
 
 class RefreshTokenRepository:
