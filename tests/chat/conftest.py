@@ -133,3 +133,16 @@ def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
         lines = dict(line.split(": ", 1) for line in block.splitlines())
         events.append((lines["event"], json.loads(lines["data"])))
     return events
+
+
+def shown_text(events: list[tuple[str, dict[str, Any]]]) -> str:
+    """The answer a client that honours `reset` shows: `reset` drops what the current model call streamed."""
+    kept, attempt = "", ""
+    for name, data in events:
+        if name == "token":
+            attempt += data["content"]
+        elif name == "reset":
+            attempt = ""
+        elif name == "tool_call":
+            kept, attempt = kept + attempt, ""
+    return kept + attempt

@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from agentserver.llm.fake import FakeChatModel, status_error, tool_call_turn
+from agentserver.llm.fake import FakeChatModel, broken_stream, status_error, tool_call_turn
 from agentserver.models import MessageRole
-from tests.chat.conftest import ChatHarness, parse_sse
+from tests.chat.conftest import ChatHarness, parse_sse, shown_text
 
 STREAM = "/api/v1/chatbot/chat/stream"
 
@@ -113,6 +113,43 @@ class TestStreamEvents:
         events = parse_sse((await stream(harness, headers, session_id, "second")).text)
 
         assert events[-1][0] == "done"
+
+
+class TestRetriedAttempts:
+    async def test_a_retry_after_a_broken_stream_is_announced_with_reset(
+        self, harness: ChatHarness, fake: FakeChatModel
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([broken_stream("Echo: one"), "Echo: one two three four five"])
+
+        events = parse_sse((await stream(harness, headers, session_id, "one two three four five")).text)
+
+        names = [name for name, _ in events]
+        assert names == ["token", "token", "reset"] + ["token"] * 6 + ["done"]
+        assert "".join(data["content"] for _, data in events[:2]) == "Echo: one"
+
+    async def test_the_stored_answer_is_what_a_client_honouring_reset_shows(
+        self, harness: ChatHarness, fake: FakeChatModel
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([broken_stream("Echo: one"), "Echo: one two three four five"])
+
+        events = parse_sse((await stream(harness, headers, session_id, "one two three four five")).text)
+
+        stored = (await harness.messages(session_id))[-1].content
+        assert stored == "Echo: one two three four five"
+        assert shown_text(events) == stored
+
+    async def test_a_failure_before_any_token_needs_no_reset(self, harness: ChatHarness, fake: FakeChatModel) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([status_error(503), "Fine now."])
+
+        events = parse_sse((await stream(harness, headers, session_id, "hello")).text)
+
+        assert [name for name, _ in events] == ["token", "token", "done"]
 
 
 class TestOneTurnAtATime:

@@ -9,8 +9,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from agentserver.llm.fake import FakeChatModel, tool_call_turn
-from tests.chat.conftest import ChatHarness
+from agentserver.llm.fake import FakeChatModel, broken_stream, tool_call_turn
+from tests.chat.conftest import ChatHarness, shown_text
 
 
 def ws_url(live_url: str, session_id: str) -> str:
@@ -45,6 +45,20 @@ class TestWebSocket:
         assert [name for name, _ in events] == ["tool_call", "tool_result", "token", "done"]
         assert events[1][1] == {"id": "c9", "name": "calculator", "content": "9"}
         assert [m.content for m in await harness.messages(session_id)] == ["3 times 3?", "Nine."]
+
+    async def test_a_retried_attempt_is_announced_with_reset(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([broken_stream("Echo: one"), "Echo: one two"])
+
+        async with websockets.connect(ws_url(live_url, session_id) + f"?token={token_of(headers)}") as ws:
+            await ws.send(json.dumps({"message": "one two"}))
+            events = await receive_turn(ws)
+
+        assert [name for name, _ in events] == ["token", "token", "reset", "token", "token", "token", "done"]
+        assert shown_text(events) == (await harness.messages(session_id))[-1].content == "Echo: one two"
 
     async def test_token_as_first_frame_and_several_turns(
         self, harness: ChatHarness, fake: FakeChatModel, live_url: str

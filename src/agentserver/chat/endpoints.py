@@ -115,8 +115,9 @@ async def chat(
         **TURN_ERRORS,
         200: {
             "content": {"text/event-stream": {}},
-            "description": "Events `token`, `tool_call`, `tool_result`, then `done` or `error`; "
-            "each is `event: <name>` and one JSON `data:` line",
+            "description": "Events `token`, `reset` (discard the text streamed so far for the current "
+            "answer: a retried or fallback model call restarts it), `tool_call`, `tool_result`, then `done` "
+            "or `error`; each is `event: <name>` and one JSON `data:` line",
         },
     },
 )

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-EventName = Literal["token", "tool_call", "tool_result", "done", "error"]
+EventName = Literal["token", "reset", "tool_call", "tool_result", "done", "error"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ class ChatEvent:
 
 def token(content: str) -> ChatEvent:
     return ChatEvent("token", {"content": content})
+
+
+def reset() -> ChatEvent:
+    """Discard the text streamed so far for the current answer: a retried or fallback attempt restarts it."""
+    return ChatEvent("reset", {})
 
 
 def tool_call(call_id: str, name: str, args: dict[str, Any]) -> ChatEvent:

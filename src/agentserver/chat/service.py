@@ -29,13 +29,17 @@ from agentserver.chat import events
 from agentserver.chat.errors import MessageTooLong, SessionNotFound, TurnInProgress
 from agentserver.chat.events import ChatEvent
 from agentserver.chat.repository import ChatRepository
-from agentserver.kit.db import session_scope
-from agentserver.kit.errors import AppError, InternalServerError
+from agentserver.kit.db import is_database_outage, session_scope
+from agentserver.kit.errors import AppError, DatabaseUnavailable, InternalServerError, error_name, log_failure
 from agentserver.llm.usage import usage_of
 from agentserver.models import Message, MessageRole
 from agentserver.observability.metrics import CHAT_TURNS
 
 log = structlog.get_logger(__name__)
+
+# Waits between attempts to release a failed turn's claim while the database is unreachable: a restart
+# of a few seconds must not leave the session refusing messages (409) until the claim goes stale.
+RELEASE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 2.0, 2.0)
 
 
 class LongTermMemory(Protocol):
@@ -202,7 +206,10 @@ class TurnRunner:
                     if metadata.get("langgraph_node") == "chat" and isinstance(chunk, AIMessageChunk):
                         if chunk.id != streamed_id:
                             # A retry or fallback restarts the answer under a new id: what a failed
-                            # attempt streamed is not part of the answer (clients saw it; we don't keep it).
+                            # attempt streamed is not part of the answer. Clients saw it, so `reset`
+                            # tells them to discard it; the stored answer is the new attempt's.
+                            if streamed:
+                                self._emit(events.reset())
                             streamed.clear()
                             streamed_id = chunk.id
                         text = chunk.content if isinstance(chunk.content, str) else ""
@@ -227,9 +234,13 @@ class TurnRunner:
             raise
         except AppError as exc:
             await self._fail(exc)
-        except Exception:
-            log.exception("chat.turn_failed")
-            await self._fail(InternalServerError())
+        except Exception as exc:
+            if is_database_outage(exc):
+                log.warning("chat.turn_failed", error=error_name(exc), reason="database_unavailable")
+                await self._fail(DatabaseUnavailable())
+            else:
+                log_failure(log, "chat.turn_failed", exc)
+                await self._fail(InternalServerError())
         finally:
             memory_task.cancel()
             self._queue.put_nowait(None)
@@ -278,8 +289,13 @@ class TurnRunner:
     async def _fail(self, error: AppError) -> None:
         self.error = error
         CHAT_TURNS.labels(outcome="error").inc()
-        try:
-            await self.finish(None)  # the user message stays; no half-answer is stored
-        except Exception:
-            log.exception("chat.release_failed")
+        for delay in (*RELEASE_RETRY_DELAYS, None):
+            try:
+                await self.finish(None)  # the user message stays; no half-answer is stored
+                break
+            except Exception as exc:
+                if delay is None or not is_database_outage(exc):
+                    log_failure(log, "chat.release_failed", exc)
+                    break
+                await asyncio.sleep(delay)
         self._emit(events.error(type(error).__name__, error.message))
