@@ -69,6 +69,15 @@ class RefreshTokenRepository:
         statement = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def get_owned_by_hash_for_update(self, user_id: uuid.UUID, token_hash: str) -> RefreshToken | None:
+        """The token if it exists and belongs to `user_id`: another user's token is simply not found."""
+        statement = (
+            select(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.token_hash == token_hash)
+            .with_for_update()
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
     async def mark_used(self, token: RefreshToken, at: datetime) -> None:
         token.used_at = at
         await self.session.flush()
