@@ -115,6 +115,34 @@ class TestWebSocket:
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1008
 
+    async def test_a_binary_first_frame_closes_with_unsupported_data(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        session_id = await harness.new_session(await harness.new_user())
+
+        async with websockets.connect(ws_url(live_url, session_id)) as ws:
+            await ws.send(b'{"token": "x"}')
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1003
+
+    async def test_a_binary_message_frame_closes_with_unsupported_data(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+
+        async with websockets.connect(ws_url(live_url, session_id) + f"?token={token_of(headers)}") as ws:
+            await ws.send(json.dumps({"message": "hi"}).encode())
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1003
+        assert closed.value.rcvd.reason == "Send JSON in text frames"
+
     async def test_another_users_session_is_an_error_event(
         self, harness: ChatHarness, fake: FakeChatModel, live_url: str
     ) -> None:

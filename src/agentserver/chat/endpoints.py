@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -172,7 +173,24 @@ async def list_messages(
 
 
 # --- WebSocket ---------------------------------------------------------------------------------------
+WS_UNSUPPORTED_DATA = 1003
 WS_POLICY_VIOLATION = 1008
+WS_TRY_AGAIN_LATER = 1013
+
+
+class BinaryFrame(Exception):
+    """A binary WebSocket frame: this protocol speaks JSON in text frames only."""
+
+
+async def receive_text_frame(websocket: WebSocket) -> str:
+    """The next text frame. Starlette's `receive_text()` fails with a KeyError on a binary frame."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    if text is None:
+        raise BinaryFrame()
+    return str(text)
 
 
 class InvalidFrame(AppError):
@@ -193,7 +211,7 @@ def parse_frame(frame: str) -> str:
 async def _ws_user_id(websocket: WebSocket, settings: Settings, token: str | None) -> uuid.UUID:
     """Authenticate with `?token=` or a first frame `{"token": "..."}`."""
     if token is None:
-        first = await websocket.receive_json()
+        first = json.loads(await receive_text_frame(websocket))
         token = first.get("token") if isinstance(first, dict) else None
     if not isinstance(token, str) or not token:
         raise Unauthorized("Not authenticated")
@@ -215,7 +233,12 @@ async def chat_websocket(websocket: WebSocket, session_id: uuid.UUID, token: str
         user_id = await _ws_user_id(websocket, settings, token)
     except (AppError, ValueError) as exc:
         reason = exc.message if isinstance(exc, AppError) else "Not authenticated"
-        await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
+        # A 5xx (the database is down) is not the client's fault: tell it to come back.
+        unavailable = isinstance(exc, AppError) and exc.status_code >= 500
+        await websocket.close(code=WS_TRY_AGAIN_LATER if unavailable else WS_POLICY_VIOLATION, reason=reason)
+        return
+    except BinaryFrame:
+        await websocket.close(code=WS_UNSUPPORTED_DATA, reason="Send JSON in text frames")
         return
     except WebSocketDisconnect:
         return
@@ -223,7 +246,7 @@ async def chat_websocket(websocket: WebSocket, session_id: uuid.UUID, token: str
     ACTIVE_STREAMS.labels(transport="websocket").inc()
     try:
         while True:
-            frame = await websocket.receive_text()
+            frame = await receive_text_frame(websocket)
             limit = await rate_limiter.hit(Policy.chat, "user", str(user_id))
             if limit is not None and not limit.allowed:
                 refused = rate_limited(limit)
@@ -244,6 +267,8 @@ async def chat_websocket(websocket: WebSocket, session_id: uuid.UUID, token: str
                 continue
             async for event in runner.events():
                 await websocket.send_json(event.ws())
+    except BinaryFrame:
+        await websocket.close(code=WS_UNSUPPORTED_DATA, reason="Send JSON in text frames")
     except WebSocketDisconnect:
         log.info("chat.ws_closed")
     finally:
