@@ -91,6 +91,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 "engine": engine,
                 "sessionmaker": create_sessionmaker(engine),
                 "readiness_checks": {"database": database_ready},
+                "optional_checks": {},
                 "redis": redis,
                 "rate_limiter": RateLimiter(settings, redis, key_prefix=settings.redis_key_prefix),
                 "cache": cache,
@@ -102,7 +103,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 "session_deletion_hooks": [],
             }
             if redis is not None:
-                state["readiness_checks"]["redis"] = redis_readiness(redis)
+                state["optional_checks"]["redis"] = redis_readiness(redis)
             state["readiness_checks"]["llm"] = llm.check
             state["user_deletion_hooks"].append(agent.erase_user)
             state["session_deletion_hooks"].append(agent.delete_thread)
