@@ -24,7 +24,7 @@ from agentserver.chat import endpoints as chat_endpoints
 from agentserver.config import Settings, get_settings
 from agentserver.kit import migrations
 from agentserver.kit.db import create_engine, create_sessionmaker, wait_for_database
-from agentserver.kit.embedded_postgres import EmbeddedPostgres
+from agentserver.kit.embedded_postgres import EmbeddedPostgres, PostgresSupervisor
 from agentserver.kit.errors import install_error_handlers
 from agentserver.kit.hardening import install_request_guards, install_security_headers
 from agentserver.kit.middleware import RequestContextMiddleware
@@ -43,7 +43,8 @@ log = structlog.get_logger(__name__)
 
 
 async def start_database(settings: Settings, stack: AsyncExitStack) -> str:
-    """The configured DATABASE_URL, or an embedded server (stopped when the stack closes) migrated to head."""
+    """The configured DATABASE_URL, or an embedded server migrated to head, supervised (restarted if it
+    dies) while the app runs and stopped when the stack closes."""
     if settings.database_url:
         return settings.database_url
     embedded = EmbeddedPostgres(settings.data_dir / "postgres")
@@ -51,6 +52,8 @@ async def start_database(settings: Settings, stack: AsyncExitStack) -> str:
     url = await asyncio.to_thread(embedded.start)
     stack.push_async_callback(asyncio.to_thread, embedded.stop)
     await asyncio.to_thread(migrations.upgrade, url)
+    # Entered after the stop callback, so it exits first: no restart can race the shutdown.
+    await stack.enter_async_context(PostgresSupervisor(embedded).running())
     return url
 
 
