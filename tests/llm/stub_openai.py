@@ -59,7 +59,9 @@ class Recorded:
 
 
 class StubOpenAI:
-    def __init__(self) -> None:
+    def __init__(self, default: Reply | None = None) -> None:
+        # What a model answers once its script is empty.
+        self.default = default or Reply(text="default answer")
         self.replies: dict[str, deque[Reply]] = defaultdict(deque)
         self.requests: list[Recorded] = []
         self.url = ""
@@ -85,7 +87,7 @@ class StubOpenAI:
         model = body["model"]
         self.requests.append(Recorded(model, body, time.monotonic()))
         queue = self.replies[model]
-        reply = queue.popleft() if queue else Reply(text="default answer")
+        reply = queue.popleft() if queue else self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.status != 200:
