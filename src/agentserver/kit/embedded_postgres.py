@@ -15,6 +15,7 @@ import asyncio
 import os
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -90,17 +91,22 @@ class EmbeddedPostgres:
         except psutil.NoSuchProcess:
             return False
 
-    def restart(self) -> None:
-        """Start the server again after its postmaster died (blocking). Raises while it cannot start yet:
-        PostgreSQL refuses while the dead postmaster is unreaped or its old backends still hold the
-        shared memory; they go within seconds, so the caller retries."""
+    def restart(self, *, reap_within: float = 5.0) -> None:
+        """Start the server again after its postmaster died (blocking).
+
+        First waits (up to `reap_within` seconds) for the dead postmaster to be reaped: until then its
+        pid still exists and PostgreSQL refuses to start over its lock file. Raises while the server
+        cannot start yet (e.g. old backends still hold its shared memory); the caller retries.
+        """
         server = self._require_server()
         info = PostmasterInfo.read_from_pgdata(self.data_dir)
         if info is not None and info.pid is not None:
-            _reap(info.pid)
-            with suppress(psutil.NoSuchProcess):
-                if psutil.Process(info.pid).status() == psutil.STATUS_ZOMBIE:
+            deadline = time.monotonic() + reap_within
+            while _exists(info.pid):
+                _reap(info.pid)
+                if time.monotonic() > deadline:
                     raise RuntimeError(f"the dead postmaster (pid {info.pid}) is not reaped yet")
+                time.sleep(0.05)
         # The library's inter-process lock: other processes may start or stop this data dir meanwhile.
         with PostgresServer._lock:
             server.ensure_postgres_running()
@@ -109,6 +115,15 @@ class EmbeddedPostgres:
         if self._server is None:
             raise RuntimeError("embedded PostgreSQL is not started")
         return self._server
+
+
+def _exists(pid: int) -> bool:
+    """Whether `pid` is still in the process table (running, or a zombie not reaped yet)."""
+    try:
+        psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return False
+    return True
 
 
 def _reap(pid: int) -> None:
@@ -137,7 +152,7 @@ class PostgresSupervisor:
         self,
         server: SupervisedServer,
         *,
-        interval: float = 1.0,
+        interval: float = 0.5,
         max_attempts: int = 5,
         first_delay: float = 0.5,
     ) -> None:
