@@ -179,9 +179,9 @@ class TurnRunner:
             return ""
         try:
             return await self.memory.prompt_section(self.turn.user_id, self.turn.text)
-        except Exception:
+        except Exception as exc:
             # Memory makes answers better; its failure must not stop the answer.
-            log.exception("chat.memory_search_failed")
+            log_failure(log, "chat.memory_search_failed", exc)
             return ""
 
     async def _run(self) -> None:
@@ -283,8 +283,8 @@ class TurnRunner:
                 # Keep the checkpointed conversation identical to what the user saw.
                 partial = AIMessage(result.content, response_metadata={"finish_reason": result.finish_reason})
                 await self.graph.aupdate_state(config, {"messages": [partial]}, as_node="chat")
-        except Exception:
-            log.exception("chat.persist_interrupted_failed")
+        except Exception as exc:
+            log_failure(log, "chat.persist_interrupted_failed", exc)
 
     async def _fail(self, error: AppError) -> None:
         self.error = error

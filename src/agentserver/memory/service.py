@@ -36,6 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from agentserver.auth.service import UserDeletion
 from agentserver.config import Settings
+from agentserver.kit.errors import log_failure
 from agentserver.memory.errors import MemoryUnavailable
 from agentserver.observability.metrics import MEMORY_LATENCY, MEMORY_OPERATIONS, MEMORY_QUEUE_DEPTH
 
@@ -299,7 +300,7 @@ class MemoryService:
             with _Timer("search"):
                 result = await self.memory.search(query, top_k=limit, filters={"user_id": str(user_id)})
         except Exception as exc:
-            log.exception("memory.search_failed", user_id=str(user_id))
+            log_failure(log, "memory.search_failed", exc, user_id=str(user_id))
             raise MemoryUnavailable() from exc
         return [_item(hit["id"], {**hit, "data": hit["memory"]}, hit.get("score")) for hit in result["results"]]
 
@@ -339,7 +340,7 @@ class MemoryService:
             with _Timer(operation):
                 return await asyncio.to_thread(call, *args)
         except Exception as exc:
-            log.exception("memory.store_failed", operation=operation)
+            log_failure(log, "memory.store_failed", exc, operation=operation)
             raise MemoryUnavailable() from exc
 
     @asynccontextmanager
@@ -373,9 +374,9 @@ class MemoryService:
                 self._queue.task_done()
                 MEMORY_QUEUE_DEPTH.dec()
                 break
-            except Exception:
+            except Exception as exc:
                 self.failed_jobs += 1
-                log.exception("memory.extraction_failed", user_id=str(job.user_id))
+                log_failure(log, "memory.extraction_failed", exc, user_id=str(job.user_id))
             self._queue.task_done()
             MEMORY_QUEUE_DEPTH.dec()
 
