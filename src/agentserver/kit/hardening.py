@@ -290,12 +290,15 @@ _GUARD_RESPONSES = {
     "429": "Too many requests (rate limit); see Retry-After and X-RateLimit-*",
     "413": "The request body is larger than MAX_REQUEST_BODY_BYTES",
     "400": "The request body could not be parsed",
+    "503": "A dependency is temporarily unavailable (DatabaseUnavailable: no database connection could be "
+    "had in time); retry after Retry-After",
 }
 
 
 def _document_guard_responses(app: FastAPI) -> None:
-    """The middlewares answer 429 on any route and 413/400 on any route with a body: say so in the
-    OpenAPI schema, so clients (and the schema fuzzer) know these answers are part of the contract."""
+    """The middlewares answer 429 and 503 (a database outage, wherever it surfaces) on any route, and
+    413/400 on any route with a body: say so in the OpenAPI schema, so clients (and the schema fuzzer)
+    know these answers are part of the contract."""
     generate = app.openapi
     documented = False
 
@@ -312,7 +315,7 @@ def _document_guard_responses(app: FastAPI) -> None:
             for operation in operations.values():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
-                codes = [] if path in PROBE_PATHS else ["429"]
+                codes = [] if path in PROBE_PATHS else ["429", "503"]
                 if "requestBody" in operation:
                     codes += ["413", "400"]
                 for code in codes:
