@@ -50,7 +50,8 @@ def read_lock(path: Path) -> dict[str, Pin]:
 
 def _dev_extra() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {_normalise(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0]) for spec in project["optional-dependencies"]["dev"]}
+    specs = project["optional-dependencies"]["dev"]
+    return {_normalise(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0]) for spec in specs}
 
 
 class TestReadLock:
@@ -76,7 +77,9 @@ class TestLocks:
         for path in (LOCK, DEV_LOCK):
             text = path.read_text()
             assert "://" not in text, path.name
-            assert "--index-url" not in text and "--extra-index-url" not in text and "--find-links" not in text
+            assert "--index-url" not in text
+            assert "--extra-index-url" not in text
+            assert "--find-links" not in text
 
     def test_the_runtime_lock_holds_no_dev_tool(self) -> None:
         dev = _dev_extra()

