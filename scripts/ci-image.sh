@@ -77,7 +77,8 @@ t0=$SECONDS
 # docker format: OCI image configs have no HEALTHCHECK, and the image's healthcheck is part of what we test.
 "${PODMAN[@]}" build --format docker --network host --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
   --ignorefile deploy/Dockerfile.dockerignore -f deploy/Dockerfile \
-  --build-arg PYTHON_IMAGE="$BASE" -t "$IMAGE" . >/tmp/agentserver-ci-image-build.log 2>&1 \
+  --build-arg PYTHON_IMAGE="$BASE" --label agentserver.ci-base="$BASE" -t "$IMAGE" . \
+  >/tmp/agentserver-ci-image-build.log 2>&1 \
   || { tail -40 /tmp/agentserver-ci-image-build.log >&2; say "podman build failed"; exit 1; }
 build_seconds=$((SECONDS - t0))
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
@@ -97,7 +98,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 container=agentserver-ci-$$
 cleanup() {
-  "${PODMAN[@]}" rm -f "$container" >/dev/null 2>&1 || true
+  "${PODMAN[@]}" rm -f -v "$container" >/dev/null 2>&1 || true
   "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
 }
