@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -161,3 +162,40 @@ class TestHelp:
 
         assert result.returncode == 0, result.stderr
         assert "Usage:" in result.stdout
+
+
+HOST_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def database_without_pgvector() -> Iterator[str]:
+    """A scratch database on the machine's own PostgreSQL (no pgvector there); skips where there is none."""
+    try:
+        admin = psycopg.connect(f"{HOST_POSTGRES}/postgres", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432 to play a server without pgvector")
+    with admin:
+        if admin.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():
+            pytest.skip("the PostgreSQL at 127.0.0.1:5432 has pgvector")
+        name = f"agentserver_nopgvector_{os.getpid()}"
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{HOST_POSTGRES}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class TestDbUpgrade:
+    def test_a_server_without_pgvector_gets_one_clear_line(self, database_without_pgvector: str) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "agentserver", "db", "upgrade"],
+            env=_clean_env(DATABASE_URL=database_without_pgvector),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+        assert result.returncode == 1
+        assert result.stderr == cli.PGVECTOR_MISSING + "\n"

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ import structlog
 import typer
 import uvicorn
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from agentserver.chat import terminal
 from agentserver.config import Settings, get_settings
@@ -202,25 +203,40 @@ def chat_command(
     terminal.run(url, email, password, register)
 
 
-@db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
-    """Apply migrations up to REVISION (default: head)."""
-    settings = load_settings()
+# PostgreSQL's own words when the server has no pgvector installed (CREATE EXTENSION in the first migration).
+_NO_PGVECTOR = 'extension "vector" is not available'
+PGVECTOR_MISSING = (
+    'agentserver: this PostgreSQL has no pgvector (it answered: extension "vector" is not available). '
+    "Install pgvector on the database server (the pgvector/pgvector image, your distribution's "
+    "postgresql-<version>-pgvector package, or a managed PostgreSQL with the vector extension), "
+    "or unset DATABASE_URL to use the embedded database, which has it."
+)
+
+
+def _migrate(settings: Settings, step: Callable[[str, str], None], revision: str) -> None:
     with database_url(settings) as url:
         if settings.database_url:
             _check_reachable(url, settings.database_connect_timeout_seconds)
-        migrations.upgrade(url, revision)
+        try:
+            step(url, revision)
+        except DBAPIError as exc:
+            if _NO_PGVECTOR in str(exc.orig):
+                typer.echo(PGVECTOR_MISSING, err=True)
+                raise typer.Exit(1) from None
+            raise
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    _migrate(load_settings(), migrations.upgrade, revision)
     log.info("db.upgraded", revision=revision)
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: str = typer.Argument("-1")) -> None:
     """Revert migrations down to REVISION (default: one step)."""
-    settings = load_settings()
-    with database_url(settings) as url:
-        if settings.database_url:
-            _check_reachable(url, settings.database_connect_timeout_seconds)
-        migrations.downgrade(url, revision)
+    _migrate(load_settings(), migrations.downgrade, revision)
     log.info("db.downgraded", revision=revision)
 
 
