@@ -74,6 +74,7 @@ fi
 
 # --- build ------------------------------------------------------------------------------------------
 t0=$SECONDS
+previous=$("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 # docker format: OCI image configs have no HEALTHCHECK, and the image's healthcheck is part of what we test.
 "${PODMAN[@]}" build --format docker --network host --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
   --ignorefile deploy/Dockerfile.dockerignore -f deploy/Dockerfile \
@@ -138,4 +139,9 @@ healthcheck=$("${PODMAN[@]}" image inspect --format '{{json .Config.Healthcheck.
 # The image's own HEALTHCHECK, run by podman the way an orchestrator would.
 "${PODMAN[@]}" healthcheck run "$container" || { say "podman healthcheck run failed"; exit 1; }
 say "HEALTHCHECK $healthcheck passes"
+# The image this build replaced (and its layers no other image uses) would pile up run after run; the
+# layers the new image shares with it stay as the cache of the next build.
+if [ -n "$previous" ] && [ "$previous" != "$("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  "${PODMAN[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
 say "image size: $size bytes ($((size / 1000000)) MB); build ${build_seconds} s; whole check $((SECONDS - started)) s"
