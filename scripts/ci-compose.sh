@@ -52,9 +52,9 @@ printf 'LLM_PROVIDER=fake\n' >"$work/deploy/local.env"
 podman_compose=$PWD/$tools/bin/podman-compose
 compose() { (cd "$work/deploy" && "$podman_compose" -f docker-compose.yml "$@") >>"$work/compose.log" 2>&1; }
 cleanup() {
-  compose down -v || true
-  # `down` leaves scaled replicas and the image's anonymous /data volumes behind.
+  # Containers first, with their anonymous volumes (the image's /data): `down -v` leaves both behind.
   podman ps -a -q --filter label=io.podman.compose.project=agentserver | xargs -r podman rm -f -v >/dev/null 2>&1 || true
+  compose down -v || true
   podman network rm -f agentserver_default >/dev/null 2>&1 || true
   rm -rf "$work"
 }
