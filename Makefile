@@ -7,10 +7,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 # uv from PATH, else a private copy installed with pip into .tools/ (no system changes).
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
-STAMP := $(VENV)/.installed
+# Two hashed locks from one `make lock`: what running needs (incl. the embedded model), and that plus the
+# dev/test tools. `make run` installs only the first; `make test`/`make lint` the second.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+COMPILE := $(UV) pip compile pyproject.toml --generate-hashes --override overrides.txt --python-version 3.11 --quiet
 PYTEST_ARGS ?=
 
-.PHONY: help install lock run test test-fast lint format typecheck bench db-upgrade db-downgrade model-pull services clean
+.PHONY: help install install-dev lock run test test-fast lint format typecheck bench db-upgrade db-downgrade model-pull services clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,17 +25,30 @@ help: ## list the targets
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet uv
 
-$(STAMP): requirements.lock pyproject.toml | $(UV)
+# A venv that already holds the up-to-date dev set holds the runtime set too: keep it (no tool uninstalls).
+$(STAMP): $(LOCK) pyproject.toml | $(UV)
 	@test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
-	$(UV) pip sync --python $(BIN)/python requirements.lock
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@if [ -f $(DEV_STAMP) ] && [ $(DEV_STAMP) -nt $(DEV_LOCK) ] && [ $(DEV_STAMP) -nt pyproject.toml ]; then \
+		echo "$(VENV) already has the dev set (a superset of $(LOCK))"; \
+	else \
+		rm -f $(DEV_STAMP) && $(UV) pip sync --python $(BIN)/python $(LOCK) && \
+		$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .; \
+	fi
 	@touch $@
 
-install: $(STAMP) ## create .venv from the hashed lock and install the project
+$(DEV_STAMP): $(DEV_LOCK) pyproject.toml | $(UV)
+	@test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --python $(BIN)/python $(DEV_LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@ $(STAMP)
 
-lock: | $(UV) ## re-resolve requirements.lock from pyproject.toml (hashed, no index URLs)
-	$(UV) pip compile pyproject.toml --all-extras --generate-hashes --override overrides.txt \
-		--python-version 3.11 --quiet -o requirements.lock
+install: $(STAMP) ## create .venv with what running needs (requirements.lock) and install the project
+
+install-dev: $(DEV_STAMP) ## the runtime set plus the dev and test tools (requirements-dev.lock)
+
+lock: | $(UV) ## re-resolve both hashed locks from pyproject.toml (no index URLs); the only way to change them
+	$(COMPILE) --extra local -o $(LOCK)
+	$(COMPILE) --extra local --extra dev -c $(LOCK) -o $(DEV_LOCK)
 
 run: install ## serve the API and web UI on http://127.0.0.1:8000 (embedded DB unless DATABASE_URL)
 	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/agentserver db upgrade; fi
@@ -39,25 +58,25 @@ run: install ## serve the API and web UI on http://127.0.0.1:8000 (embedded DB u
 services: ## start Redis for the tests if it is not running
 	@scripts/ensure-redis.sh
 
-test: install services ## run the whole test suite against real PostgreSQL and Redis
+test: install-dev services ## run the whole test suite against real PostgreSQL and Redis
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: install ## the suite without the real-LLM tests
+test-fast: install-dev ## the suite without the real-LLM tests
 	$(BIN)/pytest -m "not llm" $(PYTEST_ARGS)
 
-lint: install ## ruff + mypy --strict
+lint: install-dev ## ruff + mypy --strict
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src tests
 
-typecheck: install
+typecheck: install-dev
 	$(BIN)/mypy src tests
 
-format: install ## apply ruff fixes and formatting
+format: install-dev ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
-bench: install ## run the benchmarks in bench/ and record results
+bench: install-dev ## run the benchmarks in bench/ and record results
 	$(BIN)/python -m bench
 
 db-upgrade: install ## apply migrations (DATABASE_URL, or the embedded database)

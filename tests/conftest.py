@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from agentserver.config import Environment, Settings
 from agentserver.kit import migrations
-from agentserver.kit.db import create_engine, get_db_session, get_unit_of_work
+from agentserver.kit.db import create_engine
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.main import create_app
-from tests.harness import StateInjector, share_session
+from tests.harness import StateInjector, share_session, unshare_session
 
 # Fixtures other domains share (auth: `user`, `auth_headers`, `other_user`, `other_auth_headers`).
 pytest_plugins = ["tests.fixtures.auth", "tests.fixtures.logs"]
@@ -158,5 +158,4 @@ async def client(app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.Asy
     transport = httpx.ASGITransport(app=StateInjector(app, app.state.lifespan_state))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
-    app.dependency_overrides.pop(get_db_session, None)
-    app.dependency_overrides.pop(get_unit_of_work, None)
+    unshare_session(app)

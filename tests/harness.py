@@ -40,8 +40,18 @@ def share_session(app: FastAPI, session: AsyncSession) -> None:
             yield session
         session.expunge_all()
 
+    def test_unit_of_work() -> Any:
+        # Short units of work (auth) join the same transaction; the request's session expunges after.
+        return lambda: unit_of_work(session)
+
     app.dependency_overrides[get_db_session] = test_session
-    app.dependency_overrides[get_unit_of_work] = lambda: lambda: unit_of_work(session)
+    app.dependency_overrides[get_unit_of_work] = test_unit_of_work
+
+
+def unshare_session(app: FastAPI) -> None:
+    """Undo `share_session`: requests open their own sessions again."""
+    app.dependency_overrides.pop(get_db_session, None)
+    app.dependency_overrides.pop(get_unit_of_work, None)
 
 
 async def drain_jobs(sessionmaker: async_sessionmaker[AsyncSession], *, within: float = 20.0) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 
 from agentserver.config import Settings
 from agentserver.kit.errors import Conflict, NotFound, Unauthorized
@@ -38,6 +42,19 @@ async def error_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     @app.get("/boom/crash")
     async def crash() -> None:
         raise RuntimeError("SELECT * FROM users WHERE password='hunter2'")
+
+    @app.get("/boom/pool-timeout")
+    async def pool_timeout() -> None:
+        # What a psycopg pool (checkpointer, memory) raises when it has no connection to give.
+        raise PoolTimeout("couldn't get a connection after 5.00 sec")
+
+    @app.get("/boom/lost-connection")
+    async def lost_connection() -> None:
+        raise sa_exc.OperationalError("SELECT 1", {}, ConnectionResetError(), connection_invalidated=True)
+
+    @app.get("/boom/os-error")
+    async def os_error() -> None:
+        raise FileNotFoundError("/no/such/file")  # not from a database driver: a plain bug
 
     @app.post("/boom/validate")
     async def validate(body: Body) -> dict[str, str]:
@@ -104,3 +121,54 @@ class TestErrorRendering:
 
         assert response.status_code == 422
         assert response.json()["error"] == "ValidationError"
+
+
+class TestDatabaseOutages:
+    @pytest.mark.parametrize("path", ["/boom/pool-timeout", "/boom/lost-connection"])
+    async def test_a_database_failure_outside_a_unit_of_work_is_503_with_retry_after(
+        self, error_client: httpx.AsyncClient, path: str
+    ) -> None:
+        response = await error_client.get(path)
+
+        assert response.status_code == 503
+        assert response.json() == {
+            "error": "DatabaseUnavailable",
+            "detail": "The database is temporarily unavailable; please retry shortly",
+        }
+        assert response.headers["retry-after"] == "2"
+        assert "x-request-id" in response.headers
+
+    async def test_an_os_error_outside_the_drivers_is_a_500(self, error_client: httpx.AsyncClient) -> None:
+        response = await error_client.get("/boom/os-error")
+
+        assert response.status_code == 500
+
+
+class TestUnexpectedErrorLog:
+    async def test_a_500_logs_one_line_with_the_class_origin_and_request_id(
+        self, error_client: httpx.AsyncClient, log_lines: list[dict[str, Any]]
+    ) -> None:
+        await error_client.get("/boom/crash", headers={"X-Request-ID": "crash-2"})
+
+        errors = [line for line in log_lines if line["level"] == "error"]
+        assert len(errors) == 1
+        assert errors[0]["event"] == "http.unhandled_error"
+        assert errors[0]["error"] == "builtins.RuntimeError"
+        assert errors[0]["origin"].startswith("tests.test_errors:")
+        assert errors[0]["request_id"] == "crash-2"
+        assert "exception" not in errors[0]
+
+    async def test_at_debug_the_line_carries_the_traceback(
+        self, error_client: httpx.AsyncClient, log_lines: list[dict[str, Any]]
+    ) -> None:
+        root = logging.getLogger()
+        previous = root.level
+        root.setLevel(logging.DEBUG)
+        try:
+            await error_client.get("/boom/crash")
+        finally:
+            root.setLevel(previous)
+
+        errors = [line for line in log_lines if line["level"] == "error"]
+        assert [line["event"] for line in errors] == ["http.unhandled_error"]
+        assert "Traceback" in errors[0]["exception"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 
 class TestHealth:
@@ -32,20 +33,40 @@ class TestReady:
         # The test app uses the scripted model (LLM_PROVIDER=fake) and no Redis.
         assert response.json() == {"status": "ready", "checks": {"database": "ok", "llm": "ok"}}
 
-    async def test_503_names_the_failing_dependency(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+    async def test_503_names_the_failing_required_dependency(self, app: FastAPI, client: httpx.AsyncClient) -> None:
         async def broken() -> None:
-            raise ConnectionError("redis://secret@host down")
+            raise ConnectionError("postgresql://app:secret@host down")
 
         checks = app.state.lifespan_state["readiness_checks"]
-        checks["redis"] = broken
+        working = checks["database"]
+        checks["database"] = broken
         try:
             response = await client.get("/ready")
         finally:
-            del checks["redis"]
+            checks["database"] = working
 
         assert response.status_code == 503
         body = response.json()
         assert body["error"] == "ServiceUnavailable"
-        assert body["detail"] == "not ready: redis unavailable"
-        assert body["checks"] == {"database": "ok", "llm": "ok", "redis": "unavailable"}
+        assert body["detail"] == "not ready: database unavailable"
+        assert body["checks"] == {"database": "unavailable", "llm": "ok"}
         assert "secret" not in response.text
+        assert REGISTRY.get_sample_value("agentserver_dependency_up", {"dependency": "database"}) == 0.0
+
+    async def test_an_optional_dependency_down_is_200_degraded(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        async def broken() -> None:
+            raise ConnectionError("down")
+
+        optional = app.state.lifespan_state["optional_checks"]
+        optional["cache"] = broken
+        try:
+            response = await client.get("/ready")
+        finally:
+            del optional["cache"]
+
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "degraded",
+            "checks": {"database": "ok", "llm": "ok", "cache": "unavailable"},
+        }
+        assert REGISTRY.get_sample_value("agentserver_dependency_up", {"dependency": "cache"}) == 0.0

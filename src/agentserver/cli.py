@@ -6,22 +6,27 @@ Logging is configured here (or by create_app), never on import.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from typing import Any
 
 import prometheus_client
 import structlog
 import typer
 import uvicorn
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from agentserver.chat import terminal
 from agentserver.config import Settings, get_settings
 from agentserver.kit import migrations
-from agentserver.kit.db import DatabaseUnavailableError, create_engine, wait_for_database
+from agentserver.kit.db import DatabaseUnreachableError, create_engine, wait_for_database
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.llm.cli import model_app
 from agentserver.observability.logging import configure_logging
@@ -33,8 +38,17 @@ app.add_typer(model_app, name="model")
 
 log = structlog.get_logger("agentserver.cli")
 
+APP_FACTORY = "agentserver.main:create_app"
+
 
 def load_settings() -> Settings:
+    """Settings (and logging configured from them), or a readable explanation of what is wrong and exit 2."""
+    settings = read_settings()
+    configure_logging(settings)
+    return settings
+
+
+def read_settings() -> Settings:
     """Settings, or a readable explanation of what is wrong with the environment and exit 2."""
     try:
         settings = get_settings()
@@ -46,7 +60,6 @@ def load_settings() -> Settings:
             lines.append(f"  {where + ': ' if where else ''}{msg}")
         typer.echo("agentserver: invalid configuration:\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
-    configure_logging(settings)
     return settings
 
 
@@ -73,9 +86,61 @@ def _check_reachable(url: str, timeout: float) -> None:
 
     try:
         asyncio.run(check())
-    except DatabaseUnavailableError as exc:
+    except DatabaseUnreachableError as exc:
         typer.echo(f"agentserver: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def browse_url(host: str, port: int) -> str:
+    """The URL a person on this machine opens for a server bound to host:port (0.0.0.0 and :: are not addresses
+    a browser can open; loopback is)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a host name
+    return f"http://{host}:{port}/"
+
+
+def ready_line(url: str) -> str:
+    return f"agentserver is ready: open {url} and create an account"
+
+
+class _ReadyServer(uvicorn.Server):
+    """uvicorn's server, saying once where to go when it accepts connections (after the lifespan started)."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self._settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.started or self.should_exit:
+            return
+        bound = [sock.getsockname() for server in self.servers for sock in server.sockets]
+        ip_bound = [address for address in bound if isinstance(address, tuple)]
+        if not ip_bound:
+            return  # a Unix socket: no URL to open
+        host, port = ip_bound[0][0], ip_bound[0][1]
+        url = browse_url(str(self.config.host) if host in ("0.0.0.0", "::") else str(host), int(port))
+        log.info("server.ready", url=url)
+        if self._settings.effective_log_format == "console":
+            # The line a person looks for in the console; JSON logs keep one object per line.
+            typer.echo(ready_line(url), err=True)
+
+
+def _exit_now(code: int) -> None:
+    """Leave without interpreter finalisation. The lifespan has closed every resource by now; finalisation
+    would only garbage-collect the ~1 GB of imported libraries, which took 2-4 s here (5-29 s on a busy
+    machine) after "Finished server process" while the terminal looked hung."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @app.command()
@@ -106,18 +171,30 @@ def serve(
         )
     if settings.database_url:
         _check_reachable(settings.database_url, settings.database_connect_timeout_seconds)
-    uvicorn.run(
-        "agentserver.main:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_config=None,  # structlog owns logging (configured by create_app)
-        proxy_headers=False,  # client IPs come from TRUSTED_PROXIES handling, not blind trust
-        timeout_graceful_shutdown=30,
-        server_header=False,  # do not advertise the server software
-        ws_max_size=settings.max_request_body_bytes,  # WebSocket frames obey the same limit as HTTP bodies
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "workers": workers,
+        "log_config": None,  # structlog owns logging (configured by create_app)
+        "proxy_headers": False,  # client IPs come from TRUSTED_PROXIES handling, not blind trust
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,  # do not advertise the server software
+        "ws_max_size": settings.max_request_body_bytes,  # WebSocket frames obey the same limit as HTTP bodies
+    }
+    if workers > 1:
+        uvicorn.run(APP_FACTORY, **options)
+        return
+    # The longest silence of a first start: importing FastAPI, LangGraph, mem0, onnxruntime and llama.cpp.
+    log.info("serve.loading", detail="importing the application: a few seconds, up to a minute on a cold machine")
+    server = _ReadyServer(uvicorn.Config(APP_FACTORY, **options), settings)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: uvicorn has shut down gracefully and re-raised it
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's start-up failure code; the reason was logged
+    _exit_now(0)
 
 
 @app.command()
@@ -135,6 +212,7 @@ def worker(
     if metrics_port is not None:
         prometheus_client.start_http_server(metrics_port, addr=settings.host)
     asyncio.run(_run_worker(settings))
+    _exit_now(0)
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -156,34 +234,52 @@ async def _run_worker(settings: Settings) -> None:
 
 @app.command("chat")
 def chat_command(
-    url: str = typer.Option("http://127.0.0.1:8000", help="The server's base URL."),
+    url: str | None = typer.Option(None, help="The server's base URL (default: from the HOST and PORT settings)."),
     email: str = typer.Option(..., prompt=True, help="Your account's email."),
     password: str = typer.Option(..., prompt=True, hide_input=True, help="Your password."),
     register: bool = typer.Option(False, help="Create the account first if it does not exist."),
 ) -> None:
     """Chat with a running server from the terminal (streams the answers)."""
+    if url is None:
+        settings = read_settings()  # the client logs nothing: no logging set-up
+        url = browse_url(settings.host, settings.port).rstrip("/")
     terminal.run(url, email, password, register)
+
+
+# PostgreSQL's own words when the server has no pgvector installed (CREATE EXTENSION in the first migration).
+_NO_PGVECTOR = 'extension "vector" is not available'
+PGVECTOR_MISSING = (
+    'agentserver: this PostgreSQL has no pgvector (it answered: extension "vector" is not available). '
+    "Install pgvector on the database server (the pgvector/pgvector image, your distribution's "
+    "postgresql-<version>-pgvector package, or a managed PostgreSQL with the vector extension), "
+    "or unset DATABASE_URL to use the embedded database, which has it."
+)
+
+
+def _migrate(settings: Settings, step: Callable[[str, str], None], revision: str) -> None:
+    with database_url(settings) as url:
+        if settings.database_url:
+            _check_reachable(url, settings.database_connect_timeout_seconds)
+        try:
+            step(url, revision)
+        except DBAPIError as exc:
+            if _NO_PGVECTOR in str(exc.orig):
+                typer.echo(PGVECTOR_MISSING, err=True)
+                raise typer.Exit(1) from None
+            raise
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    settings = load_settings()
-    with database_url(settings) as url:
-        if settings.database_url:
-            _check_reachable(url, settings.database_connect_timeout_seconds)
-        migrations.upgrade(url, revision)
+    _migrate(load_settings(), migrations.upgrade, revision)
     log.info("db.upgraded", revision=revision)
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: str = typer.Argument("-1")) -> None:
     """Revert migrations down to REVISION (default: one step)."""
-    settings = load_settings()
-    with database_url(settings) as url:
-        if settings.database_url:
-            _check_reachable(url, settings.database_connect_timeout_seconds)
-        migrations.downgrade(url, revision)
+    _migrate(load_settings(), migrations.downgrade, revision)
     log.info("db.downgraded", revision=revision)
 
 

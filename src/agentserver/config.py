@@ -67,7 +67,12 @@ class Settings(BaseSettings):
     # --- storage -----------------------------------------------------------------------------
     # Unset: an embedded PostgreSQL (with pgvector) is started under AGENTSERVER_DATA_DIR.
     database_url: str | None = None
+    # Per process: the app pool opens up to POOL_SIZE + MAX_OVERFLOW connections, the agent's
+    # checkpointer pool up to POOL_SIZE, memory's up to MEMORY_WORKERS + 2 (see README, Operations).
     database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    # Longest wait for a free pooled connection; past it the request is a 503 with Retry-After.
+    database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     database_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     redis_url: str | None = None
     # Prefix of every Redis key this app writes: deployments (or test runs) sharing a Redis stay apart.
@@ -132,8 +137,9 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(default=2, ge=1, le=100)  # background jobs (memory extraction, erasure sweeps)
     # Workers heartbeat their runs this often; a run whose worker missed two heartbeats is taken over.
     run_heartbeat_seconds: float = Field(default=5.0, ge=0.2, le=300)
-    # Executions of one run before it fails (a takeover after a crash is a new attempt; a drain is not).
-    run_max_attempts: int = Field(default=2, ge=1, le=10)
+    # Executions of one run before it fails (a takeover after a crash or a database outage is a new
+    # attempt; a drain is not).
+    run_max_attempts: int = Field(default=3, ge=1, le=10)
     # On shutdown, runs get this long to finish; the rest are handed back and resumed by another worker.
     run_drain_seconds: float = Field(default=20.0, ge=0)
     # How often idle workers look for work even without a notification (they are woken by NOTIFY).

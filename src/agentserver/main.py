@@ -7,6 +7,7 @@ the in-process worker) is created in `lifespan()` (by `services.open_services`),
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -43,6 +44,7 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 "engine": services.engine,
                 "sessionmaker": services.sessionmaker,
                 "readiness_checks": services.readiness_checks,
+                "optional_checks": services.optional_checks,
                 "redis": services.redis,
                 "rate_limiter": RateLimiter(settings, services.redis, key_prefix=settings.redis_key_prefix),
                 "cache": services.cache,
@@ -59,6 +61,12 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
                 "user_deletion_hooks": [services.erasure.on_user_deletion],
                 "session_deletion_hooks": [services.erasure.on_session_deletion],
             }
+            # What exists now (modules, the graph, clients, pools) lives as long as the app: keep it out of
+            # the garbage collector, whose full collections otherwise walk it all and stall the event loop
+            # for ~0.7 s under load (bench/results/chat_load.md). Unfrozen on shutdown, so it can go.
+            gc.collect()
+            gc.freeze()
+            stack.callback(gc.unfreeze)
             log.info(
                 "app.started",
                 environment=settings.environment.value,

@@ -24,7 +24,7 @@ from agentserver.erasure import Erasure
 from agentserver.jobs.handlers import JobHandlers
 from agentserver.kit import migrations
 from agentserver.kit.db import create_engine, create_sessionmaker, wait_for_database
-from agentserver.kit.embedded_postgres import EmbeddedPostgres
+from agentserver.kit.embedded_postgres import EmbeddedPostgres, PostgresSupervisor
 from agentserver.kit.pg_listen import PgListener
 from agentserver.kit.redis import AsyncRedis, redis_readiness, start_redis
 from agentserver.kit.tasks import TaskSet
@@ -61,10 +61,12 @@ class Services:
     tasks: TaskSet
     worker: Worker | None = None
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    optional_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
 
 
 async def start_database(settings: Settings, stack: AsyncExitStack) -> str:
-    """The configured DATABASE_URL, or an embedded server (stopped when the stack closes) migrated to head."""
+    """The configured DATABASE_URL, or an embedded server migrated to head, supervised (restarted if it
+    dies) while the app runs and stopped when the stack closes."""
     if settings.database_url:
         return settings.database_url
     embedded = EmbeddedPostgres(settings.data_dir / "postgres")
@@ -72,6 +74,8 @@ async def start_database(settings: Settings, stack: AsyncExitStack) -> str:
     url = await asyncio.to_thread(embedded.start)
     stack.push_async_callback(asyncio.to_thread, embedded.stop)
     await asyncio.to_thread(migrations.upgrade, url)
+    # Entered after the stop callback, so it exits first: no restart can race the shutdown.
+    await stack.enter_async_context(PostgresSupervisor(embedded).running())
     return url
 
 
@@ -92,6 +96,8 @@ async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bo
     engine = create_engine(
         database_url,
         pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
         connect_timeout=settings.database_connect_timeout_seconds,
     )
     stack.push_async_callback(engine.dispose)
@@ -114,14 +120,18 @@ async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bo
 
     # The model only where runs execute. LLM_PROVIDER=local (or auto without keys) assembles the model if
     # missing and loads it (seconds).
-    llm = await LLMService.start(settings) if worker else None
-    if llm is not None:
+    llm = None
+    if worker:
+        log.info("app.starting", step="llm", detail="starting the language model (the embedded one: seconds)")
+        llm = await LLMService.start(settings)
         stack.push_async_callback(llm.aclose)
     cache = (
         ResponseCache(settings.cache_ttl_seconds, redis, key_prefix=settings.redis_key_prefix)
         if settings.cache_enabled
         else None
     )
+    if settings.memory_enabled:
+        log.info("app.starting", step="memory", detail="loading the embedding model and mem0: a few seconds")
     memory = await open_memory(settings, database_url, llm, stack)
     agent = await open_agent(settings, database_url, llm, stack, cache=cache)
     live_runs = LiveRuns()
@@ -150,7 +160,7 @@ async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bo
         readiness_checks={"database": database_ready},
     )
     if redis is not None:
-        services.readiness_checks["redis"] = redis_readiness(redis)
+        services.optional_checks["redis"] = redis_readiness(redis)
     if llm is not None:
         services.readiness_checks["llm"] = llm.check
 

@@ -32,7 +32,11 @@ class State(TypedDict):
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # What the service cannot run without (database, LLM): one failing makes /ready a 503.
     readiness_checks: dict[str, ReadinessCheck]
+    # What it runs without, degraded (Redis: rate limits fail open, the cache is skipped): reported by
+    # /ready and agentserver_dependency_up, never a 503 (a Redis outage must not unready every replica).
+    optional_checks: dict[str, ReadinessCheck]
     redis: AsyncRedis | None  # REDIS_URL set: the shared client (rate limits, cache)
     rate_limiter: RateLimiter
     cache: ResponseCache | None  # CACHE_ENABLED: the model response cache

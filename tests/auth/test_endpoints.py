@@ -48,6 +48,11 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+async def _logout(client: httpx.AsyncClient, caller: dict[str, str], refresh_token: str) -> httpx.Response:
+    """POST /logout of `refresh_token`, authenticated with `caller`'s access token."""
+    return await client.post(LOGOUT, json={"refresh_token": refresh_token}, headers=_bearer(caller["access_token"]))
+
+
 def _claims(user_id: uuid.UUID) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
@@ -329,7 +334,7 @@ class TestLogout:
     async def test_revokes_the_refresh_token(self, client: httpx.AsyncClient, user: User) -> None:
         tokens = (await _login(client, user.email)).json()
 
-        response = await client.post(LOGOUT, json={"refresh_token": tokens["refresh_token"]})
+        response = await _logout(client, tokens, tokens["refresh_token"])
         refresh = await client.post(REFRESH, json={"refresh_token": tokens["refresh_token"]})
 
         assert response.status_code == 204
@@ -340,26 +345,56 @@ class TestLogout:
         first = (await _login(client, user.email)).json()
         second = (await client.post(REFRESH, json={"refresh_token": first["refresh_token"]})).json()
 
-        await client.post(LOGOUT, json={"refresh_token": second["refresh_token"]})
+        await _logout(client, second, second["refresh_token"])
         response = await client.post(REFRESH, json={"refresh_token": second["refresh_token"]})
 
         assert response.status_code == 401
 
     async def test_logging_out_twice_is_204(self, client: httpx.AsyncClient, user: User) -> None:
         tokens = (await _login(client, user.email)).json()
-        await client.post(LOGOUT, json={"refresh_token": tokens["refresh_token"]})
+        await _logout(client, tokens, tokens["refresh_token"])
 
-        response = await client.post(LOGOUT, json={"refresh_token": tokens["refresh_token"]})
+        response = await _logout(client, tokens, tokens["refresh_token"])
 
         assert response.status_code == 204
 
     async def test_an_access_token_is_401(self, client: httpx.AsyncClient, user: User) -> None:
         tokens = (await _login(client, user.email)).json()
 
-        response = await client.post(LOGOUT, json={"refresh_token": tokens["access_token"]})
+        response = await _logout(client, tokens, tokens["access_token"])
 
         assert response.status_code == 401
         assert response.json() == BAD_REFRESH
+
+    async def test_without_an_access_token_is_401(self, client: httpx.AsyncClient, user: User) -> None:
+        tokens = (await _login(client, user.email)).json()
+
+        response = await client.post(LOGOUT, json={"refresh_token": tokens["refresh_token"]})
+
+        assert response.status_code == 401
+        assert response.json() == NOT_AUTHENTICATED
+
+    async def test_another_users_refresh_token_is_401(
+        self, client: httpx.AsyncClient, user: User, other_user: User
+    ) -> None:
+        mine = (await _login(client, user.email)).json()
+        theirs = (await _login(client, other_user.email)).json()
+
+        response = await _logout(client, mine, theirs["refresh_token"])
+
+        assert response.status_code == 401
+        assert response.json() == BAD_REFRESH
+
+    async def test_another_users_refresh_token_keeps_working(
+        self, client: httpx.AsyncClient, user: User, other_user: User
+    ) -> None:
+        mine = (await _login(client, user.email)).json()
+        theirs = (await _login(client, other_user.email)).json()
+
+        await _logout(client, mine, theirs["refresh_token"])
+        refresh = await client.post(REFRESH, json={"refresh_token": theirs["refresh_token"]})
+
+        assert refresh.status_code == 200
 
 
 class TestMe:

@@ -189,3 +189,16 @@ def collapse(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[s
         else:
             out.append((name, data))
     return out
+
+
+def shown_text(events: list[tuple[str, dict[str, Any]]]) -> str:
+    """The answer a client that honours `reset` shows: `reset` drops what the current model call streamed."""
+    kept, attempt = "", ""
+    for name, data in events:
+        if name == "token":
+            attempt += data["content"]
+        elif name == "reset":
+            attempt = ""
+        elif name == "tool_call":
+            kept, attempt = kept + attempt, ""
+    return kept + attempt

@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from agentserver.llm.fake import FakeChatModel, status_error, tool_call_turn
+from agentserver.llm.fake import FakeChatModel, broken_stream, status_error, tool_call_turn
 from agentserver.models import Message, MessageRole
-from tests.chat.conftest import ChatHarness, collapse, parse_sse, parse_sse_frames
+from tests.chat.conftest import ChatHarness, collapse, parse_sse, parse_sse_frames, shown_text
 
 STREAM = "/api/v1/chatbot/chat/stream"
 
@@ -117,6 +117,44 @@ class TestStreamEvents:
         events = parse_sse((await stream(harness, headers, session_id, "second")).text)
 
         assert events[-1][0] == "done"
+
+
+class TestRetriedAttempts:
+    async def test_a_retry_after_a_broken_stream_is_announced_with_reset(
+        self, harness: ChatHarness, fake: FakeChatModel
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([broken_stream("Echo: one"), "Echo: one two three four five"])
+
+        events = parse_sse((await stream(harness, headers, session_id, "one two three four five")).text)
+
+        shown = collapse(events)
+        assert [name for name, _ in shown] == ["token", "reset", "token", "done"]
+        assert shown[0][1] == {"content": "Echo: one"}
+        assert shown[2][1] == {"content": "Echo: one two three four five"}
+
+    async def test_the_stored_answer_is_what_a_client_honouring_reset_shows(
+        self, harness: ChatHarness, fake: FakeChatModel
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([broken_stream("Echo: one"), "Echo: one two three four five"])
+
+        events = parse_sse((await stream(harness, headers, session_id, "one two three four five")).text)
+
+        stored = (await harness.messages(session_id))[-1].content
+        assert stored == "Echo: one two three four five"
+        assert shown_text(events) == stored
+
+    async def test_a_failure_before_any_token_needs_no_reset(self, harness: ChatHarness, fake: FakeChatModel) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([status_error(503), "Fine now."])
+
+        events = parse_sse((await stream(harness, headers, session_id, "hello")).text)
+
+        assert [name for name, _ in collapse(events)] == ["token", "done"]
 
 
 class TestOneTurnAtATime:

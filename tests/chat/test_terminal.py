@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from typing import Any
 
 import httpx
+from rich.console import Console
 
 from agentserver.chat import terminal
 from agentserver.llm.fake import FakeChatModel, tool_call_turn
@@ -45,3 +47,38 @@ class TestTerminalClient:
         first, second = await asyncio.to_thread(twice)
 
         assert first != second
+
+
+def _rendered(events: list[tuple[str, dict[str, object]]]) -> str:
+    output = io.StringIO()
+    terminal.render_events(Console(file=output, force_terminal=False, width=120), events)
+    return output.getvalue()
+
+
+class TestRenderEvents:
+    def test_reset_discards_what_the_failed_attempt_streamed(self) -> None:
+        events: list[tuple[str, dict[str, object]]] = [
+            ("token", {"content": "Echo:"}),
+            ("token", {"content": " one"}),
+            ("reset", {}),
+            ("token", {"content": "Echo:"}),
+            ("token", {"content": " one two"}),
+            ("done", {"usage": {"output_tokens": 3, "model": "fake"}}),
+        ]
+
+        assert _rendered(events) == "agent> Echo: one two\n(3 tokens, fake)\n"
+
+    def test_text_before_a_tool_call_is_kept(self) -> None:
+        events: list[tuple[str, dict[str, object]]] = [
+            ("token", {"content": "Let me compute."}),
+            ("tool_call", {"id": "c1", "name": "calculator", "args": {"expression": "6*7"}}),
+            ("tool_result", {"id": "c1", "name": "calculator", "content": "42"}),
+            ("token", {"content": "broken"}),
+            ("reset", {}),
+            ("token", {"content": "It is 42."}),
+            ("done", {"usage": {"output_tokens": 9, "model": "fake"}}),
+        ]
+
+        assert _rendered(events) == (
+            'agent> Let me compute.\n  → calculator({"expression": "6*7"})\n  ← 42\nIt is 42.\n(9 tokens, fake)\n'
+        )

@@ -11,8 +11,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from agentserver.llm.fake import FakeChatModel, tool_call_turn
-from tests.chat.conftest import ChatHarness, collapse
+from agentserver.llm.fake import FakeChatModel, broken_stream, tool_call_turn
+from tests.chat.conftest import ChatHarness, collapse, shown_text
 
 
 def ws_url(live_url: str, session_id: str) -> str:
@@ -49,6 +49,20 @@ class TestWebSocket:
         assert events[2][1] == {"content": "Nine."}
         assert events[1][1] == {"id": "c9", "name": "calculator", "content": "9"}
         assert [m.content for m in await harness.messages(session_id)] == ["3 times 3?", "Nine."]
+
+    async def test_a_retried_attempt_is_announced_with_reset(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        headers = await harness.new_user()
+        session_id = await harness.new_session(headers)
+        fake.set_script([broken_stream("Echo: one"), "Echo: one two"])
+
+        async with websockets.connect(ws_url(live_url, session_id) + f"?token={token_of(headers)}") as ws:
+            await ws.send(json.dumps({"message": "one two"}))
+            events = await receive_turn(ws)
+
+        assert [name for name, _ in events] == ["token", "reset", "token", "done"]
+        assert shown_text(events) == (await harness.messages(session_id))[-1].content == "Echo: one two"
 
     async def test_token_as_first_frame_and_several_turns(
         self, harness: ChatHarness, fake: FakeChatModel, live_url: str
@@ -105,28 +119,13 @@ class TestWebSocket:
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1008
 
-    async def test_another_users_session_is_an_error_event(
-        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
-    ) -> None:
-        session_id = await harness.new_session(await harness.new_user())
-        intruder = await harness.new_user()
-
-        async with websockets.connect(ws_url(live_url, session_id) + f"?token={token_of(intruder)}") as ws:
-            await ws.send(json.dumps({"message": "let me in"}))
-            events = await receive_turn(ws)
-
-        assert events == [("error", {"error": "SessionNotFound", "detail": "Chat session not found"})]
-        assert await harness.messages(session_id) == []
-
-
-class TestWebSocketFrames:
     async def test_a_binary_first_frame_closes_with_unsupported_data(
         self, harness: ChatHarness, fake: FakeChatModel, live_url: str
     ) -> None:
         session_id = await harness.new_session(await harness.new_user())
 
         async with websockets.connect(ws_url(live_url, session_id)) as ws:
-            await ws.send(b"\x00\x01binary")
+            await ws.send(b'{"token": "x"}')
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
 
@@ -140,12 +139,26 @@ class TestWebSocketFrames:
         session_id = await harness.new_session(headers)
 
         async with websockets.connect(ws_url(live_url, session_id) + f"?token={token_of(headers)}") as ws:
-            await ws.send(b"{}")
+            await ws.send(json.dumps({"message": "hi"}).encode())
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
 
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1003
+        assert closed.value.rcvd.reason == "Send JSON in text frames"
+
+    async def test_another_users_session_is_an_error_event(
+        self, harness: ChatHarness, fake: FakeChatModel, live_url: str
+    ) -> None:
+        session_id = await harness.new_session(await harness.new_user())
+        intruder = await harness.new_user()
+
+        async with websockets.connect(ws_url(live_url, session_id) + f"?token={token_of(intruder)}") as ws:
+            await ws.send(json.dumps({"message": "let me in"}))
+            events = await receive_turn(ws)
+
+        assert events == [("error", {"error": "SessionNotFound", "detail": "Chat session not found"})]
+        assert await harness.messages(session_id) == []
 
 
 class TestWebSocketReconnect:

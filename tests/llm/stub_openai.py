@@ -63,9 +63,11 @@ Responder = Callable[[dict[str, Any]], Reply]
 
 
 class StubOpenAI:
-    """`responder`, when set, answers every request that has no scripted reply (it sees the JSON body)."""
+    """`responder`, when set, answers every request that has no scripted reply (it sees the JSON body);
+    otherwise a model answers `default` once its script is empty."""
 
-    def __init__(self) -> None:
+    def __init__(self, default: Reply | None = None) -> None:
+        self.default = default or Reply(text="default answer")
         self.responder: Responder | None = None
         self.replies: dict[str, deque[Reply]] = defaultdict(deque)
         self.requests: list[Recorded] = []
@@ -98,7 +100,7 @@ class StubOpenAI:
         elif self.responder is not None:
             reply = self.responder(body)
         else:
-            reply = Reply(text="default answer")
+            reply = self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.status != 200:

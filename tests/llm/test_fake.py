@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, TypedDict, cast
 
+import openai
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
@@ -13,7 +14,14 @@ from langgraph.graph.message import add_messages
 
 from agentserver.config import Environment, Settings
 from agentserver.llm.errors import LLMUnavailable
-from agentserver.llm.fake import FakeChatModel, count_tokens, split_tokens, status_error, tool_call_turn
+from agentserver.llm.fake import (
+    FakeChatModel,
+    broken_stream,
+    count_tokens,
+    split_tokens,
+    status_error,
+    tool_call_turn,
+)
 from agentserver.llm.service import LLMService
 from tests.llm.conftest import RecordingSleep
 
@@ -115,6 +123,25 @@ class TestStreaming:
         chunks = [chunk async for chunk in fake.astream([HumanMessage("count")])]
 
         assert [c.content for c in chunks if c.content] == ["one", " two", " three"]
+
+    async def test_a_broken_stream_yields_its_words_then_raises(self) -> None:
+        fake = FakeChatModel(script=[broken_stream("half an", ConnectionResetError("dropped"))])
+        received: list[str] = []
+
+        async def consume() -> None:
+            async for chunk in fake.astream([HumanMessage("go")]):
+                received.append(str(chunk.content))
+
+        with pytest.raises(ConnectionResetError):
+            await consume()
+
+        assert received == ["half", " an"]
+
+    async def test_a_broken_stream_called_without_streaming_raises_at_once(self) -> None:
+        fake = FakeChatModel(script=[broken_stream("half an")])
+
+        with pytest.raises(openai.APIConnectionError):
+            await fake.ainvoke([HumanMessage("go")])
 
     async def test_streamed_tool_call_aggregates_to_a_tool_call(self) -> None:
         fake = FakeChatModel(script=[tool_call_turn("calculator", {"expression": "1+1"}, call_id="c1")])

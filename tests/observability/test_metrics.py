@@ -112,12 +112,14 @@ class TestDatabasePoolMetrics:
             if name == "agentserver_db_pool_connections" and dict(labels)["pool"] == "app"
         }
         assert states == {"checked_out", "idle", "overflow"}
-        assert samples[("agentserver_db_pool_max_connections", (("pool", "app"),))] == 2 * settings.database_pool_size
+        assert samples[("agentserver_db_pool_max_connections", (("pool", "app"),))] == (
+            settings.database_pool_size + settings.database_max_overflow
+        )
 
 
 @pytest.fixture
 async def small_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, pool_size=2)
+    engine = create_engine(database_url, pool_size=2, max_overflow=2)
     yield engine
     await engine.dispose()
 

@@ -66,7 +66,9 @@ class TestSharedRedis:
 
         response = await client.get("/ready")
 
-        assert response.json()["checks"]["redis"] == "ok"
+        assert response.status_code == 200
+        assert response.json() == {"status": "ready", "checks": {"database": "ok", "llm": "ok", "redis": "ok"}}
+        assert REGISTRY.get_sample_value("agentserver_dependency_up", {"dependency": "redis"}) == 1.0
 
 
 class TestRedisDown:
@@ -90,11 +92,24 @@ class TestRedisDown:
 
         assert statuses == [401, 401]
 
-    async def test_readiness_reports_redis(self, apps: Apps) -> None:
+    async def test_the_service_stays_ready_and_reports_itself_degraded(self, apps: Apps) -> None:
         app = await apps.app(redis_url=DEAD_REDIS_URL)
         client = await apps.client(app)
 
         response = await client.get("/ready")
 
-        assert response.status_code == 503
-        assert response.json()["checks"]["redis"] == "unavailable"
+        # Requests are served (limits fail open): a readiness probe must not take every replica out.
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "degraded",
+            "checks": {"database": "ok", "llm": "ok", "redis": "unavailable"},
+        }
+
+    async def test_the_dependency_gauge_says_redis_is_down(self, apps: Apps) -> None:
+        app = await apps.app(redis_url=DEAD_REDIS_URL)
+        client = await apps.client(app)
+
+        await client.get("/ready")
+
+        assert REGISTRY.get_sample_value("agentserver_dependency_up", {"dependency": "redis"}) == 0.0
+        assert REGISTRY.get_sample_value("agentserver_dependency_up", {"dependency": "database"}) == 1.0

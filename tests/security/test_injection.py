@@ -133,6 +133,79 @@ class TestChatMessages:
         assert history.json()["messages"] == []
 
 
+LONE_SURROGATE_422 = {
+    "error": "ValidationError",
+    "detail": "body: text must be valid Unicode: it holds a lone surrogate",
+    "errors": [
+        {"loc": ["body"], "msg": "text must be valid Unicode: it holds a lone surrogate", "type": "string_unicode"}
+    ],
+}
+
+
+class TestLoneSurrogates:
+    """A lone surrogate cannot be encoded (hashing, PostgreSQL, logs): refused at the door, on any field."""
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'{"email": "s@example.com", "password": "correct horse \\ud800"}',
+            b'{"email": "s\\udfff@example.com", "password": "correct horse battery"}',
+            # As raw bytes: json.loads reads bytes with "surrogatepass".
+            b'{"email": "s@example.com", "password": "correct horse \xed\xa0\x80"}',
+            b'{"\\ud800": 1, "email": "s@example.com", "password": "correct horse battery"}',
+        ],
+        ids=["escaped-in-password", "escaped-in-email", "raw-bytes", "in-a-key"],
+    )
+    async def test_registering_with_one_is_422(self, client: httpx.AsyncClient, body: bytes) -> None:
+        response = await client.post(
+            "/api/v1/auth/register", content=body, headers={"content-type": "application/json"}
+        )
+
+        assert response.status_code == 422
+        assert response.json() == LONE_SURROGATE_422
+
+    async def test_without_a_content_type_it_is_still_422(self, client: httpx.AsyncClient) -> None:
+        body = b'{"email": "s@example.com", "password": "correct horse \\ud800"}'
+
+        response = await client.post("/api/v1/auth/register", content=body)
+
+        assert response.status_code == 422
+
+    async def test_in_a_session_name_is_422(self, client: httpx.AsyncClient, auth_headers: dict[str, str]) -> None:
+        response = await client.post(
+            "/api/v1/sessions",
+            content=b'{"name": "a\\ud800"}',
+            headers={**auth_headers, "content-type": "application/json"},
+        )
+
+        assert response.status_code == 422
+        assert response.json() == LONE_SURROGATE_422
+
+    async def test_a_surrogate_pair_is_a_character_like_any_other(self, client: httpx.AsyncClient) -> None:
+        email = f"pair-{uuid.uuid4().hex[:8]}@example.com"
+        body = f'{{"email": "{email}", "password": "correct horse \\ud83d\\ude00"}}'.encode()
+
+        created = await client.post("/api/v1/auth/register", content=body, headers={"content-type": "application/json"})
+        login = await client.post(
+            "/api/v1/auth/login", data={"username": email, "password": "correct horse \U0001f600"}
+        )
+
+        assert created.status_code == 201
+        assert login.status_code == 200
+
+    async def test_an_escaped_backslash_before_u_is_plain_text(
+        self, client: httpx.AsyncClient, auth_headers: dict[str, str]
+    ) -> None:
+        response = await client.post(
+            "/api/v1/sessions",
+            content=b'{"name": "\\\\ud800"}',
+            headers={**auth_headers, "content-type": "application/json"},
+        )
+
+        assert response.status_code == 201
+        assert response.json()["name"] == "\\ud800"
+
+
 class TestHeaderInjection:
     async def test_a_session_name_with_crlf_never_reaches_a_header(self, client: httpx.AsyncClient) -> None:
         headers = await register_and_login(client, f"h-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery")

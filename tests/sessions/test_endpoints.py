@@ -65,6 +65,15 @@ class TestCreateSession:
         assert response.status_code == 422
         assert response.json()["error"] == "ValidationError"
 
+    @pytest.mark.parametrize("name", ["a\x00b", "\x00"])
+    async def test_a_nul_in_the_name_is_422(
+        self, client: httpx.AsyncClient, auth_headers: dict[str, str], name: str
+    ) -> None:
+        response = await client.post(SESSIONS, json={"name": name}, headers=auth_headers)
+
+        assert response.status_code == 422
+        assert response.json()["detail"] == "name: name must not contain NUL characters"
+
     async def test_without_a_token_is_401(self, client: httpx.AsyncClient) -> None:
         response = await client.post(SESSIONS, json={})
 
@@ -272,6 +281,16 @@ class TestRenameSession:
         response = await client.patch(f"{SESSIONS}/{chat.id}", json=body, headers=auth_headers)
 
         assert response.status_code == 422
+
+    async def test_a_nul_in_the_name_is_422_and_the_name_unchanged(
+        self, client: httpx.AsyncClient, auth_headers: dict[str, str], user: User, session: AsyncSession
+    ) -> None:
+        chat = await create_chat_session(session, user, name="Before")
+
+        response = await client.patch(f"{SESSIONS}/{chat.id}", json={"name": "a\x00b"}, headers=auth_headers)
+
+        assert response.status_code == 422
+        assert (await client.get(f"{SESSIONS}/{chat.id}", headers=auth_headers)).json()["name"] == "Before"
 
 
 class TestDeleteSession:

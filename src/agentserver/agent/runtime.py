@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import psycopg
 import structlog
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -27,7 +28,7 @@ from agentserver.agent.tools.weather import OpenMeteo
 from agentserver.agent.tools.web_search import DuckDuckGoSearch, SearchBackend, SearxngSearch
 from agentserver.cache import ResponseCache
 from agentserver.config import LLMProvider, Settings
-from agentserver.kit.db import libpq_url
+from agentserver.kit.db import libpq_url, psycopg_pool_options
 from agentserver.llm import registry
 from agentserver.llm.service import LLMService
 
@@ -62,17 +63,15 @@ def _no_model(*_: Any) -> ChatModel:
 
 
 @asynccontextmanager
-async def _one_at_a_time(pool: AsyncConnectionPool[Any], key: int) -> AsyncIterator[None]:
-    async with pool.connection() as conn:
+async def _one_at_a_time(url: str, key: int) -> AsyncIterator[None]:
+    """Hold a PostgreSQL advisory lock, on a connection of its own (the work inside uses the pool)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         while True:
-            row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS taken", (key,))).fetchone()
-            if row and row["taken"]:
+            row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+            if row and row[0]:
                 break
             await asyncio.sleep(0.2)
-        try:
-            yield
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        yield
 
 
 def history_budget_chars(settings: Settings, model: str) -> int:
@@ -108,6 +107,9 @@ async def open_agent(
         max_size=settings.database_pool_size,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         open=False,
+        name="checkpoints",
+        check=AsyncConnectionPool.check_connection,
+        **psycopg_pool_options(settings.database_pool_timeout_seconds),
     )
     await pool.open(wait=True, timeout=settings.database_connect_timeout_seconds)
     stack.push_async_callback(pool.close)
@@ -116,7 +118,7 @@ async def open_agent(
     # (replicas, workers) take turns: LangGraph's migrations are not safe to run concurrently. The lock is
     # polled, not waited for: a waiting statement is an open transaction, and the migrations' CREATE INDEX
     # CONCURRENTLY would wait for it while it waits for the lock.
-    async with _one_at_a_time(pool, _CHECKPOINT_SETUP_LOCK):
+    async with _one_at_a_time(libpq_url(database_url), _CHECKPOINT_SETUP_LOCK):
         await checkpointer.setup()
 
     http = httpx.AsyncClient(timeout=10.0, headers={"User-Agent": "agentserver"}, follow_redirects=False)

@@ -13,7 +13,6 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from starlette.requests import HTTPConnection
 
 from agentserver.auth.schemas import TOKEN_MAX_LENGTH
 from agentserver.auth.security import PasswordHasher
@@ -28,7 +27,7 @@ from agentserver.models import User
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
-def get_settings(request: HTTPConnection) -> Settings:
+def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
@@ -50,16 +49,17 @@ UserDeletionHooksDep = Annotated[list[UserDeletionHook], Depends(get_user_deleti
 
 
 async def get_current_user(
-    unit: UnitOfWorkDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    unit_of_work: UnitOfWorkDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
     """The user of the request's bearer access token; 401 if missing, invalid, expired or the user is gone.
 
-    Its own short unit of work: the connection is back in the pool before the endpoint runs, however long
-    that waits (a chat turn waits on a model for seconds to minutes).
+    The lookup is a unit of work of its own, over before the endpoint runs: the request's SessionDep
+    would hold its connection through a one-shot chat turn's model wait, and a burst of turns would
+    drain the pool. The user comes back detached, its columns loaded.
     """
     if not token or len(token) > TOKEN_MAX_LENGTH:
         raise Unauthorized("Not authenticated")
-    async with unit() as session:
+    async with unit_of_work() as session:
         user = await auth_service.authenticate_access_token(session, settings, token)
     # Every log line of the rest of the request carries the user.
     structlog.contextvars.bind_contextvars(user_id=str(user.id))

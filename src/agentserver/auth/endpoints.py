@@ -12,7 +12,7 @@ from agentserver.auth.schemas import EMAIL_MAX_LENGTH, RefreshRequest, RegisterR
 from agentserver.auth.service import IssuedPair
 from agentserver.auth.service import auth as auth_service
 from agentserver.kit.db import SessionDep
-from agentserver.kit.errors import TooManyRequests, Unauthorized
+from agentserver.kit.errors import ErrorBody, TooManyRequests, Unauthorized
 from agentserver.ratelimit import rate_limit_login, rate_limit_register
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -71,11 +71,16 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    summary="Revoke a refresh token (and the rest of its login)",
-    responses={401: InvalidRefreshToken.schema()},
+    summary="Revoke one of the caller's refresh tokens (and the rest of its login)",
+    responses={
+        401: {
+            "model": ErrorBody,
+            "description": "Missing or invalid access token, or a refresh token that is not the caller's",
+        }
+    },
 )
-async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Response:
-    await auth_service.logout(session, settings, body.refresh_token)
+async def logout(body: RefreshRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
+    await auth_service.logout(session, settings, user, body.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -35,6 +35,7 @@ class UserRepository:
     async def delete(self, user: User) -> None:
         # The foreign keys cascade: sessions, messages and refresh tokens go with the row.
         await self.session.execute(delete(User).where(User.id == user.id))
+        # `user` usually comes from the auth dependency's own unit of work: detached, not in this session.
         if user in self.session:
             self.session.expunge(user)
 
@@ -66,6 +67,15 @@ class RefreshTokenRepository:
     async def get_by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
         # Row lock: two concurrent refreshes with the same token must not both succeed.
         statement = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def get_owned_by_hash_for_update(self, user_id: uuid.UUID, token_hash: str) -> RefreshToken | None:
+        """The token if it exists and belongs to `user_id`: another user's token is simply not found."""
+        statement = (
+            select(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.token_hash == token_hash)
+            .with_for_update()
+        )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def mark_used(self, token: RefreshToken, at: datetime) -> None:

@@ -128,11 +128,12 @@ class AuthService:
         log.info("auth.refreshed", user_id=str(row.user_id))
         return pair
 
-    async def logout(self, session: AsyncSession, settings: Settings, refresh_token: str) -> None:
-        """Revoke the token's family (this login on this device). Idempotent for our own tokens."""
+    async def logout(self, session: AsyncSession, settings: Settings, user: User, refresh_token: str) -> None:
+        """Revoke the token's family (this login on this device). Idempotent for the caller's own tokens;
+        another user's refresh token is invalid here, exactly like an unknown one."""
         claims = self._decode_refresh(settings, refresh_token)
         tokens = RefreshTokenRepository.from_session(session)
-        row = await tokens.get_by_hash_for_update(token_digest(refresh_token))
+        row = await tokens.get_owned_by_hash_for_update(user.id, token_digest(refresh_token))
         if row is None or row.id != claims.jti:
             raise InvalidRefreshToken()
         await tokens.revoke_family(row.family_id, datetime.now(UTC))

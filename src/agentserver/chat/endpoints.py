@@ -174,6 +174,7 @@ async def list_messages(
 # --- WebSocket ---------------------------------------------------------------------------------------
 WS_UNSUPPORTED_DATA = 1003
 WS_POLICY_VIOLATION = 1008
+WS_TRY_AGAIN_LATER = 1013
 
 
 class InvalidFrame(AppError):
@@ -248,11 +249,13 @@ async def chat_websocket(
     try:
         user_id = await _ws_user_id(websocket, settings, token)
     except BinaryFrame:
-        await websocket.close(code=WS_UNSUPPORTED_DATA, reason="JSON text frames only")
+        await websocket.close(code=WS_UNSUPPORTED_DATA, reason="Send JSON in text frames")
         return
     except (AppError, ValueError) as exc:
         reason = exc.message if isinstance(exc, AppError) else "Not authenticated"
-        await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
+        # A 5xx (the database is down) is not the client's fault: tell it to come back.
+        unavailable = isinstance(exc, AppError) and exc.status_code >= 500
+        await websocket.close(code=WS_TRY_AGAIN_LATER if unavailable else WS_POLICY_VIOLATION, reason=reason)
         return
     except WebSocketDisconnect:
         return
@@ -267,7 +270,7 @@ async def chat_websocket(
             try:
                 frame = await receive_text(websocket)
             except BinaryFrame:
-                await websocket.close(code=WS_UNSUPPORTED_DATA, reason="JSON text frames only")
+                await websocket.close(code=WS_UNSUPPORTED_DATA, reason="Send JSON in text frames")
                 return
             limit = await rate_limiter.hit(Policy.chat, "user", str(user_id))
             if limit is not None and not limit.allowed:
@@ -292,6 +295,7 @@ async def chat_websocket(
     except WebSocketDisconnect:
         log.info("chat.ws_closed")  # runs go on: the client can re-join them
     except AppError as exc:
-        await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.message[:120])
+        code = WS_TRY_AGAIN_LATER if exc.status_code >= 500 else WS_POLICY_VIOLATION
+        await websocket.close(code=code, reason=exc.message[:120])
     finally:
         ACTIVE_STREAMS.labels(transport="websocket").dec()

@@ -6,14 +6,16 @@ It talks to the server over its public HTTP API only, exactly like any other cli
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.prompt import Prompt
+from rich.text import Text
 
 console = Console()
 API = "/api/v1"
@@ -69,6 +71,73 @@ def stream_events(http: httpx.Client, session_id: str, message: str) -> Iterator
                 yield event, json.loads(line.removeprefix("data: "))
 
 
+class AnswerView:
+    """The answer as it streams, redrawn in place so that `reset` can take back what was shown.
+
+    `reset` (a retried or fallback model call restarts the answer) discards the text of the current
+    call; text shown before a tool call is kept (`keep()`). On a terminal the text is redrawn as it
+    grows; elsewhere (a pipe, a file) each part is written once, when it is final.
+    """
+
+    def __init__(self, console: Console, prefix: Text) -> None:
+        self.console = console
+        self.prefix = prefix
+        self.text = ""
+        self._live: Live | None = None
+
+    def token(self, content: str) -> None:
+        self.text += content
+        self._show()
+
+    def reset(self) -> None:
+        self.text = ""
+        self._show()
+
+    def keep(self) -> None:
+        """End the current part as shown (a tool call follows it); the next part starts on its own."""
+        if self._live is not None:
+            self._live.stop()
+            if not self.console.is_terminal:
+                self.console.line()  # on a terminal, Live ends its own last line
+            self._live = None
+            self.prefix = Text()
+        self.text = ""
+
+    def _show(self) -> None:
+        renderable = Text.assemble(self.prefix, self.text)
+        if self._live is None:
+            self._live = Live(renderable, console=self.console, auto_refresh=False, transient=False)
+            self._live.start()
+        else:
+            self._live.update(renderable, refresh=True)
+
+
+def render_events(console: Console, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Print one streamed answer: tokens (honouring `reset`), tool calls and results, usage or error."""
+    answer = AnswerView(console, Text("agent> ", style="bold green"))
+    try:
+        for event, data in events:
+            if event == "token":
+                answer.token(data["content"])
+            elif event == "reset":
+                answer.reset()
+            elif event == "tool_call":
+                answer.keep()
+                args = json.dumps(data["args"], ensure_ascii=False)
+                console.print(f"  [dim]→ {escape(data['name'])}({escape(args)})[/dim]")
+            elif event == "tool_result":
+                console.print(f"  [dim]← {escape(data['content'][:200])}[/dim]")
+            elif event == "done":
+                answer.keep()
+                usage = data["usage"]
+                console.print(f"[dim]({usage['output_tokens']} tokens, {usage['model']})[/dim]")
+            elif event == "error":
+                answer.keep()
+                console.print(f"[red]{escape(data['error'])}: {escape(data['detail'])}[/red]")
+    finally:
+        answer.keep()
+
+
 def run(url: str, email: str, password: str, register: bool) -> None:
     with httpx.Client(base_url=url, timeout=30.0) as http:
         try:
@@ -88,21 +157,8 @@ def run(url: str, email: str, password: str, register: bool) -> None:
                 return
             if not message.strip():
                 continue
-            console.print("[bold green]agent>[/bold green] ", end="")
             try:
-                for event, data in stream_events(http, session_id, message):
-                    if event == "token":
-                        console.print(data["content"], end="", markup=False, highlight=False)
-                    elif event == "tool_call":
-                        args = json.dumps(data["args"], ensure_ascii=False)
-                        console.print(f"\n  [dim]→ {escape(data['name'])}({escape(args)})[/dim]")
-                    elif event == "tool_result":
-                        console.print(f"  [dim]← {escape(data['content'][:200])}[/dim]")
-                    elif event == "done":
-                        usage = data["usage"]
-                        console.print(f"\n[dim]({usage['output_tokens']} tokens, {usage['model']})[/dim]")
-                    elif event == "error":
-                        console.print(f"\n[red]{escape(data['error'])}: {escape(data['detail'])}[/red]")
+                render_events(console, stream_events(http, session_id, message))
             except KeyboardInterrupt:
                 console.print("\n[dim](interrupted)[/dim]")
             except (ClientError, httpx.HTTPError) as exc:

@@ -2,7 +2,12 @@
 
 The session dependency commits when the endpoint returns and rolls back when it raises; nothing else
 in the request path commits. Code that outlives the request (streams, background jobs) opens its own
-session with `session_scope()`.
+session with `session_scope()`; work that must not hold a connection for the whole request (auth,
+before a long model wait) opens a short one with `UnitOfWorkDep`.
+
+An outage (no free connection within DATABASE_POOL_TIMEOUT_SECONDS, a connection lost, the server
+restarting) leaves every unit of work as `DatabaseUnavailable`, a 503 with Retry-After: clients retry,
+alerts on 5xx see a 503, and the log gets one line instead of a traceback per request.
 """
 
 from __future__ import annotations
@@ -10,20 +15,76 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
+import asyncpg
+import psycopg
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import HTTPConnection
 
+from agentserver.kit.errors import DatabaseUnavailable
+
 log = structlog.get_logger(__name__)
 
+# Modules whose bare OSError / TimeoutError means "the database is unreachable": asyncpg raises
+# ConnectionRefusedError, FileNotFoundError (Unix socket gone) or TimeoutError from connect(), and
+# SQLAlchemy passes them through unwrapped.
+_DRIVER_MODULES = ("asyncpg.", "psycopg.", "psycopg_pool.", "sqlalchemy.")
+# PostgreSQL error classes that mean "not now" rather than "wrong request": 08 connection exception,
+# 53 insufficient resources (too many connections), 57 operator intervention (shutdown, restarting).
+_ASYNCPG_OUTAGES = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
-class DatabaseUnavailableError(RuntimeError):
-    """The configured database cannot be reached; the message says where and what to check."""
+
+class DatabaseUnreachableError(RuntimeError):
+    """At start-up, the configured database cannot be reached; the message says where and what to check."""
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception that caused it, says the database cannot serve right now.
+
+    Those are answered 503 (retry), not 500 (bug): pool checkout timeouts, lost or refused connections,
+    a server restarting or out of connection slots, in SQLAlchemy, asyncpg, psycopg and psycopg_pool.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if _is_outage(error):
+            return True
+        pending += [error.__cause__, error.__context__, getattr(error, "orig", None)]
+    return False
+
+
+def _is_outage(error: BaseException) -> bool:
+    # psycopg's OperationalError covers the same SQLSTATE classes (and psycopg_pool.PoolTimeout).
+    if isinstance(error, sa_exc.TimeoutError | psycopg.OperationalError) or isinstance(error, _ASYNCPG_OUTAGES):
+        return True
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, OSError | TimeoutError):
+        return _raised_in_driver(error)
+    return False
+
+
+def _raised_in_driver(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None:
+        if str(traceback.tb_frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES):
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def sqlalchemy_url(url: str) -> URL:
@@ -48,15 +109,41 @@ def describe_url(url: URL) -> str:
     return f"{host}{port}/{url.database or ''}"
 
 
-def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 5.0,
+    connect_timeout: float = 10.0,
+) -> AsyncEngine:
+    """The app's engine. `pool_timeout` bounds the wait for a free connection: past it the request is a
+    quick 503 instead of a queue that grows until every client times out."""
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        # A connection that died with a database restart is replaced on checkout, not failed on use.
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"timeout": connect_timeout},
     )
+
+
+def psycopg_pool_options(pool_timeout: float) -> dict[str, Any]:
+    """Outage behaviour for psycopg_pool pools (LangGraph's checkpointer, mem0's store), like the app pool's.
+
+    Pass `check=<PoolClass>.check_connection` next to these, so a connection that died with a database
+    restart is replaced on checkout instead of failing its first query.
+    """
+    return {
+        # The longest wait for a connection, then PoolTimeout (a 503).
+        "timeout": pool_timeout,
+        # A failed connect is retried with a doubling delay (1, 2, 4 s ...) until this bound; then the
+        # next checkout starts over at once. Kept short, so the pool is back seconds after the database.
+        "reconnect_timeout": pool_timeout,
+    }
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -75,7 +162,7 @@ async def wait_for_database(engine: AsyncEngine, within_seconds: float) -> None:
             return
         except Exception as exc:
             if asyncio.get_running_loop().time() >= deadline:
-                raise DatabaseUnavailableError(
+                raise DatabaseUnreachableError(
                     f"cannot connect to PostgreSQL at {describe_url(engine.url)}: "
                     f"{type(exc).__name__}: {exc}. Check that the server is running and reachable, "
                     "and that DATABASE_URL (user, password, host, port, database) is right; "
@@ -87,14 +174,28 @@ async def wait_for_database(engine: AsyncEngine, within_seconds: float) -> None:
 
 @asynccontextmanager
 async def unit_of_work(session: AsyncSession) -> AsyncIterator[AsyncSession]:
-    """Commit `session` when the block succeeds, roll it back when it raises."""
+    """Commit `session` when the block succeeds, roll it back when it raises.
+
+    A database outage inside the block, or at commit, leaves it as `DatabaseUnavailable`.
+    """
     try:
         yield session
-    except BaseException:
-        await session.rollback()
+    except BaseException as exc:
+        try:
+            await session.rollback()
+        except Exception as rollback_error:
+            # The connection is gone: there is nothing to roll back (the server already did).
+            if not is_database_outage(rollback_error):
+                raise
+        if isinstance(exc, Exception) and not isinstance(exc, DatabaseUnavailable) and is_database_outage(exc):
+            raise DatabaseUnavailable() from exc
         raise
-    else:
+    try:
         await session.commit()
+    except Exception as exc:
+        if is_database_outage(exc):
+            raise DatabaseUnavailable() from exc
+        raise
 
 
 @asynccontextmanager
@@ -109,20 +210,27 @@ def get_sessionmaker(request: HTTPConnection) -> async_sessionmaker[AsyncSession
     return sessionmaker
 
 
-# A short unit of work on demand: `async with unit() as session: ...` commits and returns the connection
-# at once. For dependencies that must not hold a connection while the endpoint waits (authentication of
-# a request that then waits on a model). Tests override `get_unit_of_work` to share their transaction.
+async def get_db_session(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    async with session_scope(get_sessionmaker(request)) as session:
+        yield session
+
+
+# Opens a unit of work on demand: `async with unit_of_work() as session: ...`.
 UnitOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
 
 def get_unit_of_work(request: HTTPConnection) -> UnitOfWork:
+    """Short units of work, each on a connection of its own held only for the block.
+
+    For dependencies that run before a long wait: the request's SessionDep of a one-shot chat turn
+    would hold its connection through the whole model call (and a burst of turns would drain the pool).
+    """
     sessionmaker = get_sessionmaker(request)
-    return lambda: session_scope(sessionmaker)
 
+    def open_unit_of_work() -> AbstractAsyncContextManager[AsyncSession]:
+        return session_scope(sessionmaker)
 
-async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with session_scope(get_sessionmaker(request)) as session:
-        yield session
+    return open_unit_of_work
 
 
 # scope="function": commit (or roll back) when the endpoint returns, *before* the response is sent, so a

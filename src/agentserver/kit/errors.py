@@ -6,6 +6,7 @@ traces, SQL, keys — ever reaches a client: unexpected exceptions become a bare
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import structlog
@@ -119,6 +120,21 @@ class ServiceUnavailable(AppError):
     status_code = 503
 
 
+# What 503s ask clients to wait before retrying: outages worth answering 503 for (a pool drained by a
+# burst, a database restarting) are over in seconds.
+RETRY_AFTER_SECONDS = 2
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot serve the request right now (no free connection, connection lost, restarting)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database is temporarily unavailable; please retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
 class ErrorBody(BaseModel):
     error: str
     detail: str
@@ -134,11 +150,15 @@ def error_response(
     return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status_code, headers=headers)
 
 
+def app_error_response(exc: AppError) -> JSONResponse:
+    return error_response(exc.name, exc.message, exc.status_code, exc.headers)
+
+
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
         log.warning("http.app_error", error=exc.name, status=exc.status_code, detail=exc.message)
-    return error_response(exc.name, exc.message, exc.status_code, exc.headers)
+    return app_error_response(exc)
 
 
 def _clean_validation_error(err: Any) -> dict[str, Any]:
@@ -181,6 +201,29 @@ def internal_error_response() -> JSONResponse:
     """What a client sees for any unexpected failure: nothing about the cause (it is in the log)."""
     error = InternalServerError()
     return error_response(type(error).__name__, error.message, error.status_code)
+
+
+def error_name(exc: BaseException) -> str:
+    """`sqlalchemy.exc.TimeoutError`, `builtins.KeyError`: the class, unambiguous across libraries."""
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def error_origin(exc: BaseException) -> str | None:
+    """`module:line` where `exc` was raised (the innermost frame of its traceback)."""
+    traceback = exc.__traceback__
+    if traceback is None:
+        return None
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return f"{traceback.tb_frame.f_globals.get('__name__', '?')}:{traceback.tb_lineno}"
+
+
+def log_failure(logger: Any, event: str, exc: BaseException, **context: Any) -> None:
+    """One ERROR line for an unexpected failure: its class and origin (the request id comes from the
+    log context). The traceback only at DEBUG: in an outage, one multi-hundred-line traceback per
+    request buries the cause and stalls the event loop that writes them."""
+    debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+    logger.error(event, error=error_name(exc), origin=error_origin(exc), exc_info=exc if debug else None, **context)
 
 
 def _document_validation_errors(app: FastAPI) -> None:

@@ -1,10 +1,10 @@
-"""HTTP hardening: body size limit, CORS, security headers, trusted hosts and HTTPS in production.
+"""HTTP hardening: body size limit, CORS, security headers, text guard, trusted hosts and HTTPS in production.
 
 Every piece is a pure ASGI middleware (no BaseHTTPMiddleware: it breaks streaming). The order, from
 the outside in (see `main.create_app`):
 
     SecurityHeaders -> RequestContext (X-Request-ID, last-resort 500) -> TrustedHost* -> HTTPSRedirect*
-    -> CORS -> BodySizeLimit -> RateLimit -> the app          (* production only)
+    -> CORS -> BodySizeLimit -> RateLimit -> JSONTextGuard -> the app          (* production only)
 
 so that every response, errors included, carries the security headers and X-Request-ID, and
 refusals (400 host, 413, 429) are readable by browsers through CORS.
@@ -15,6 +15,8 @@ kubelets and Prometheus call pods by IP over plain HTTP.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -122,6 +124,72 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
+# A lone surrogate reaches Python through a JSON `\uD800`-`\uDFFF` escape or, since json.loads reads bytes
+# with "surrogatepass", the UTF-8-style bytes of one (ED A0..BF xx). Bodies without either skip the check.
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+LONE_SURROGATE_MESSAGE = "text must be valid Unicode: it holds a lone surrogate"
+
+
+def _may_be_json(scope: Scope) -> bool:
+    # FastAPI parses a body without a Content-Type as JSON too.
+    content_type = Headers(scope=scope).get("content-type", "").split(";", 1)[0].strip().lower()
+    return not content_type or content_type == "application/json" or content_type.endswith("+json")
+
+
+def holds_lone_surrogate(body: bytes) -> bool:
+    """Whether a JSON document has a string (or key) with a lone surrogate; invalid JSON is not our call."""
+    # json.loads also reads UTF-16 and UTF-32, where the hint's bytes look different: check those fully.
+    if json.detect_encoding(body) == "utf-8" and not _SURROGATE_HINT.search(body):
+        return False
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False  # the app answers malformed JSON with its own 422
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+class JSONTextGuardMiddleware:
+    """422 for a JSON body whose text holds a lone surrogate (`"\\ud800"`), whatever the endpoint or field.
+
+    Python accepts such strings from JSON, but nothing downstream can encode them: password hashing,
+    PostgreSQL, the logs all raise UnicodeEncodeError, deep inside, as a 500. One check at the door
+    covers every field of every endpoint, present and future. The body (already bounded by
+    BodySizeLimit) is read once and replayed to the app.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _may_be_json(scope):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break  # the client went away: let the app see it
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        if holds_lone_surrogate(b"".join(chunks)):
+            error = {"loc": ["body"], "msg": LONE_SURROGATE_MESSAGE, "type": "string_unicode"}
+            response = error_response("ValidationError", f"body: {LONE_SURROGATE_MESSAGE}", 422, errors=[error])
+            await response(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
 class SecurityHeadersMiddleware:
     """Security headers on every HTTP response (a route's own value for a header wins)."""
 
@@ -222,12 +290,15 @@ _GUARD_RESPONSES = {
     "429": "Too many requests (rate limit); see Retry-After and X-RateLimit-*",
     "413": "The request body is larger than MAX_REQUEST_BODY_BYTES",
     "400": "The request body could not be parsed",
+    "503": "A dependency is temporarily unavailable (DatabaseUnavailable: no database connection could be "
+    "had in time); retry after Retry-After",
 }
 
 
 def _document_guard_responses(app: FastAPI) -> None:
-    """The middlewares answer 429 on any route and 413/400 on any route with a body: say so in the
-    OpenAPI schema, so clients (and the schema fuzzer) know these answers are part of the contract."""
+    """The middlewares answer 429 and 503 (a database outage, wherever it surfaces) on any route, and
+    413/400 on any route with a body: say so in the OpenAPI schema, so clients (and the schema fuzzer)
+    know these answers are part of the contract."""
     generate = app.openapi
     documented = False
 
@@ -244,7 +315,7 @@ def _document_guard_responses(app: FastAPI) -> None:
             for operation in operations.values():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
-                codes = [] if path in PROBE_PATHS else ["429"]
+                codes = [] if path in PROBE_PATHS else ["429", "503"]
                 if "requestBody" in operation:
                     codes += ["413", "400"]
                 for code in codes:
@@ -265,6 +336,7 @@ def install_request_guards(app: FastAPI, settings: Settings) -> None:
     _document_guard_responses(app)
     add = app.add_middleware
     # add_middleware wraps outside the previous one: added innermost first.
+    add(JSONTextGuardMiddleware)
     add(RateLimitMiddleware)
     add(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     add(

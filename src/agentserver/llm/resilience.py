@@ -10,7 +10,7 @@ whole call, waits included.
 The RunnableConfig (callbacks included) is handed to the underlying chat model unchanged, so LangGraph's
 `stream_mode="messages"` and `astream_events` see the real per-token chunks of whichever attempt runs.
 A retry after some tokens were already streamed streams again from the start under a new run id (the
-consumer sees a new message id; it should discard the partial one).
+consumer sees a new message id; the chat turn then sends clients a `reset` event to discard the partial one).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from agentserver.config import Settings
-from agentserver.kit.db import libpq_url
+from agentserver.kit.db import libpq_url, psycopg_pool_options
 from agentserver.memory.embeddings import LocalEmbedder, Mem0LocalEmbedding
 from agentserver.memory.isolation import IsolatedLoop
 from agentserver.memory.service import MemoryService, MemoryStore, VectorTable
@@ -310,6 +310,8 @@ async def start_memory(
             open=False,
             configure=_configure_connection,
             name="memory",
+            check=ConnectionPool.check_connection,
+            **psycopg_pool_options(settings.database_pool_timeout_seconds),
         )
         await isolation.call(lambda: pool.open(wait=True, timeout=settings.database_connect_timeout_seconds))
         stack.push_async_callback(isolation.call, pool.close)

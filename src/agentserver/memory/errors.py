@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentserver.kit.errors import NotFound, ServiceUnavailable
+from agentserver.kit.errors import RETRY_AFTER_SECONDS, NotFound, ServiceUnavailable
 
 
 class EmbeddingModelError(RuntimeError):
@@ -13,7 +13,9 @@ class MemoryUnavailable(ServiceUnavailable):
     """The memory store could not be reached; try again later."""
 
     def __init__(self) -> None:
-        super().__init__("Long-term memory is temporarily unavailable")
+        super().__init__(
+            "Long-term memory is temporarily unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
 
 
 class MemoryNotFound(NotFound):

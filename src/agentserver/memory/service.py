@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentserver.config import Settings
+from agentserver.kit.errors import log_failure
 from agentserver.memory.errors import MemoryUnavailable
 from agentserver.memory.isolation import IsolatedLoop
 from agentserver.observability.metrics import MEMORY_LATENCY, MEMORY_OPERATIONS
@@ -236,7 +237,7 @@ class MemoryService:
                     self.memory.search(query, top_k=limit, filters={"user_id": str(user_id)})
                 )
         except Exception as exc:
-            log.exception("memory.search_failed", user_id=str(user_id))
+            log_failure(log, "memory.search_failed", exc, user_id=str(user_id))
             raise MemoryUnavailable() from exc
         return [_item(hit["id"], {**hit, "data": hit["memory"]}, hit.get("score")) for hit in result["results"]]
 
@@ -279,5 +280,5 @@ class MemoryService:
             with _Timer(operation):
                 return await self.isolation.call(call, *args)
         except Exception as exc:
-            log.exception("memory.store_failed", operation=operation)
+            log_failure(log, "memory.store_failed", exc, operation=operation)
             raise MemoryUnavailable() from exc

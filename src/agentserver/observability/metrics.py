@@ -84,6 +84,18 @@ MEMORY_LATENCY = Histogram(
 DB_POOL_CONNECTIONS = "agentserver_db_pool_connections"
 DB_POOL_MAX_CONNECTIONS = "agentserver_db_pool_max_connections"
 
+# --- dependencies (set by every /ready check: the readiness probe keeps them fresh) -------------------
+DEPENDENCY_UP = Gauge(
+    "agentserver_dependency_up",
+    "Whether a dependency answered its last readiness check (1) or not (0); dependency: database | llm | redis",
+    ["dependency"],
+)
+EMBEDDED_POSTGRES_RESTARTS = Counter(
+    "agentserver_embedded_postgres_restarts_total",
+    "Restarts of the embedded PostgreSQL after it died, by outcome (success | failure)",
+    ["outcome"],
+)
+
 # --- rate limits and cache ----------------------------------------------------------------------------
 RATE_LIMITED = Counter("agentserver_rate_limited_total", "Requests refused with 429 by policy", ["policy"])
 RATE_LIMIT_STORAGE_ERRORS = Counter(

@@ -33,8 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentserver.agent import checkpoints
 from agentserver.agent.state import TurnContext
 from agentserver.jobs.repository import JobRepository
-from agentserver.kit.db import session_scope
-from agentserver.kit.errors import AppError, InternalServerError
+from agentserver.kit.db import is_database_outage, session_scope
+from agentserver.kit.errors import AppError, DatabaseUnavailable, InternalServerError, log_failure
 from agentserver.models import ChatSession, Message, MessageRole, RunStatus
 from agentserver.observability.metrics import CHAT_TURNS
 from agentserver.runs import events
@@ -113,7 +113,8 @@ class RunExecutor:
         self.extract_memories = extract_memories
 
     async def execute(self, execution: Execution) -> None:
-        """Run it to one of its ends; never raises (failures end the run as `error`)."""
+        """Run it to one of its ends; never raises (failures end the run as `error`, except a database
+        outage, which leaves the run to be taken over)."""
         run = execution.run
         structlog.contextvars.bind_contextvars(run_id=str(run.id), session_id=str(run.session_id))
         previous = await self._last_event(run)
@@ -138,13 +139,18 @@ class RunExecutor:
         except asyncio.CancelledError:
             # Shielded: what the run produced is saved (or handed over) although its task is cancelled.
             await asyncio.shield(self._stopped(execution, translator, emitter))
-        except AppError as exc:
+        except Exception as exc:
             execution.finishing = True
-            await self._fail(run, exc, emitter)
-        except Exception:
-            execution.finishing = True
-            log.exception("runs.failed")
-            await self._fail(run, InternalServerError(), emitter)
+            if _is_outage(exc):
+                # The database went away under the run (a restart, an outage): its row still says running,
+                # so once the database is back the reaper hands it to a worker, which resumes it from its
+                # last checkpoint. Followers keep waiting for that ending; nothing is failed here.
+                log.warning("runs.database_unavailable", error=type(exc).__name__)
+            elif isinstance(exc, AppError):
+                await self._fail(run, exc, emitter)
+            else:
+                log_failure(log, "runs.failed", exc)
+                await self._fail(run, InternalServerError(), emitter)
         finally:
             await asyncio.shield(self._close(run, emitter, live))
 
@@ -177,9 +183,9 @@ class RunExecutor:
             return ""
         try:
             return await self.memory.prompt_section(run.user_id, run.text)
-        except Exception:
+        except Exception as exc:
             # Memory makes answers better; its failure must not stop the answer.
-            log.exception("runs.memory_search_failed")
+            log_failure(log, "runs.memory_search_failed", exc)
             return ""
 
     async def _result(self, run: ClaimedRun, translator: StreamTranslator) -> RunResult:
@@ -213,11 +219,12 @@ class RunExecutor:
         try:
             async with session_scope(self.sessionmaker) as db:
                 ended = await RunRepository.from_session(db).finish(
-                    run.id, self.worker_id, RunStatus.error, error=type(error).__name__, error_detail=error.message
+                    run.id, self.worker_id, RunStatus.error, error=error.name, error_detail=error.message
                 )
-        except Exception:
-            log.exception("runs.fail_not_recorded")  # the reaper fails it when the heartbeat stops
-            ended = True
+        except Exception as exc:
+            # Not recorded, so not announced: the reaper takes the run over once its heartbeat stops.
+            log_failure(log, "runs.fail_not_recorded", exc)
+            return
         if ended:
             CHAT_TURNS.labels(outcome="error").inc()
             emitter.emit(events.error(type(error).__name__, error.message))
@@ -286,8 +293,8 @@ class RunExecutor:
                 log.info("runs.released", released=released)
             else:
                 log.info("runs.lost")  # another worker took it over; it writes the outcome
-        except Exception:
-            log.exception("runs.stop_failed", reason=reason.value)
+        except Exception as exc:
+            log_failure(log, "runs.stop_failed", exc, reason=reason.value)
 
     async def _cancel(self, run: ClaimedRun, translator: StreamTranslator, emitter: RunEmitter) -> None:
         partial = translator.partial_text
@@ -337,6 +344,10 @@ class RunExecutor:
         if run.attempt <= 1 and run.resume is None:
             return None  # a new run has no events yet: skip the round trip
         return await self.log.last(run.id)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, DatabaseUnavailable) or is_database_outage(exc)
 
 
 async def erase_run(db: AsyncSession, session_id: uuid.UUID, run_id: uuid.UUID) -> None:

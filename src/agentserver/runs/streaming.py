@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentserver.kit.db import is_database_outage
+from agentserver.kit.errors import DatabaseUnavailable
 from agentserver.models import Run, RunStatus
 from agentserver.runs import events
 from agentserver.runs.eventlog import EventLog
 from agentserver.runs.events import RunEvent
 from agentserver.runs.live import LiveRuns
 
+T = TypeVar("T")
+
 # The stream of a run that ended is over for a follower that already has its last event.
 _NOTHING_MORE = RunEvent("done", {})
 IDLE_SECONDS = 15.0  # keep-alive cadence; also how often a silent run's row is looked at
 WAIT_SECONDS = 2.0
+OUTAGE_PATIENCE_SECONDS = 60.0
 LOG_GRACE_SECONDS = 2.0
 
 
@@ -40,14 +49,14 @@ class RunStreams:
         live = self.live.get(run_id)
         if not fresh and (live is None or not live.covers(after)):
             # Maybe a run that already ended: replay what is after `after` and stop, without waiting.
-            found = await self.log.read(run_id, after)
+            found = await self._patiently(partial(self.log.read, run_id, after))
             for event in found:
                 yield event
                 after = event.seq
                 if event.terminal:
                     return
             if not found:
-                ending = await self._ending_from_row(run_id, after)
+                ending = await self._patiently(partial(self._ending_from_row, run_id, after))
                 if ending is _NOTHING_MORE:
                     return
                 if ending is not None:
@@ -72,7 +81,7 @@ class RunStreams:
                 continue  # it stopped executing here without an ending: handed over, the log goes on
             watcher = self.live.watch(run_id)
             try:
-                found = await self.log.wait(run_id, after, WAIT_SECONDS, wake=watcher)
+                found = await self._patiently(partial(self.log.wait, run_id, after, WAIT_SECONDS, wake=watcher))
             finally:
                 self.live.unwatch(run_id, watcher)
             if found:
@@ -89,7 +98,7 @@ class RunStreams:
             if silent >= IDLE_SECONDS:
                 silent = 0.0
                 yield None
-            ending = await self._ending_from_row(run_id, after)
+            ending = await self._patiently(partial(self._ending_from_row, run_id, after))
             if ending is _NOTHING_MORE:
                 return
             if ending is not None:
@@ -107,12 +116,29 @@ class RunStreams:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOG_GRACE_SECONDS
         while (left := deadline - loop.time()) > 0:
-            found = await self.log.wait(run_id, after, left)
+            found = await self._patiently(partial(self.log.wait, run_id, after, left))
             for event in found:
                 yield event
                 after = event.seq
                 if event.terminal:
                     return
+
+    async def _patiently(self, read: Callable[[], Awaitable[T]]) -> T:
+        """A read of the log or of the run's row that rides out a database (or Redis) outage: a run outlives
+        one (its worker resumes it when the database is back), so its followers wait for it too, up to
+        OUTAGE_PATIENCE_SECONDS."""
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:
+            try:
+                return await read()
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                deadline = deadline or loop.time() + OUTAGE_PATIENCE_SECONDS
+                if loop.time() > deadline:
+                    raise DatabaseUnavailable() from exc
+                await asyncio.sleep(0.5)
 
     async def _ending_from_row(self, run_id: uuid.UUID, after: int) -> RunEvent | None:
         """How the run ended, if it did (None: still going). `_NOTHING_MORE` when the follower has already
@@ -128,6 +154,10 @@ class RunStreams:
         if last is not None and last.terminal and last.seq <= after:
             return _NOTHING_MORE
         return ending
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, DatabaseUnavailable | RedisConnectionError | RedisTimeoutError) or is_database_outage(exc)
 
 
 def ending_of(run: Run) -> RunEvent | None:

@@ -31,12 +31,13 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentserver.jobs.handlers import JobHandlers, JobSkipped
 from agentserver.jobs.repository import WORK_CHANNEL, ClaimedJob, JobRepository
-from agentserver.kit.db import session_scope
+from agentserver.kit.db import is_database_outage, session_scope
+from agentserver.kit.errors import DatabaseUnavailable, log_failure
 from agentserver.kit.pg_listen import PgListener
 from agentserver.models import Run, RunStatus
 from agentserver.observability.metrics import JOBS, JOBS_QUEUED, RUNS_ACTIVE, RUNS_RECOVERED
@@ -58,7 +59,7 @@ class WorkerConfig:
     run_concurrency: int = 16
     job_concurrency: int = 2
     heartbeat_seconds: float = 5.0
-    max_attempts: int = 2
+    max_attempts: int = 3
     drain_seconds: float = 20.0
     poll_seconds: float = 2.0
     events_retention_seconds: int = 86_400
@@ -170,14 +171,17 @@ class Worker:
             try:
                 claimed = await (self._claim_runs() if what == "runs" else self._claim_jobs())
                 backoff = 0.1
-            except (OSError, DBAPIError, OperationalError, TimeoutError) as exc:
-                if isinstance(exc, IntegrityError):  # two claims raced on one session: the index refused one
-                    claimed = 0
-                else:
+            except IntegrityError:
+                claimed = 0  # two claims raced on one session: the unique index refused one; look again
+            except Exception as exc:
+                # The database is down or restarting (or something unexpected): this loop must outlive it.
+                if is_database_outage(exc) or isinstance(exc, DatabaseUnavailable):
                     log.warning("worker.claim_failed", what=what, error=type(exc).__name__, retry_in=backoff)
-                    await self._sleep(backoff)
-                    backoff = min(backoff * 2, MAX_CLAIM_BACKOFF_SECONDS)
-                    continue
+                else:
+                    log_failure(log, "worker.claim_failed", exc, what=what, retry_in=backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_CLAIM_BACKOFF_SECONDS)
+                continue
             if claimed and self._has_room(what):
                 continue  # there may be more waiting
             try:
@@ -206,8 +210,8 @@ class Worker:
     async def _execute(self, execution: Execution) -> None:
         try:
             await self.executor.execute(execution)
-        except BaseException:
-            log.exception("worker.execution_crashed", run_id=str(execution.run.id))
+        except BaseException as exc:
+            log_failure(log, "worker.execution_crashed", exc, run_id=str(execution.run.id))
         finally:
             self._executions.pop(execution.run.id, None)
             RUNS_ACTIVE.set(len(self._executions))
@@ -242,15 +246,15 @@ class Worker:
             await asyncio.shield(self._release_job(job))
         except Exception as exc:
             backoff = min(2.0**job.attempts, 300.0) * (0.5 + random.random() / 2)  # noqa: S311 - jitter
-            log.exception("jobs.failed", attempt=job.attempts)
+            log_failure(log, "jobs.failed", exc, attempt=job.attempts)
             try:
                 async with session_scope(self.sessionmaker) as db:
                     retried = await JobRepository.from_session(db).retry_or_fail(
                         job, self.id, f"{type(exc).__name__}: {exc}", backoff
                     )
                 JOBS.labels(kind=job.kind, outcome="retried" if retried else "failed").inc()
-            except Exception:
-                log.exception("jobs.failure_not_recorded")  # the reaper retries it
+            except Exception as failure:
+                log_failure(log, "jobs.failure_not_recorded", failure)  # the reaper retries it
         finally:
             self._jobs.pop(job.id, None)
             self._wake_jobs.set()
@@ -259,8 +263,8 @@ class Worker:
         try:
             async with session_scope(self.sessionmaker) as db:
                 await JobRepository.from_session(db).release(job.id, self.id)
-        except Exception:
-            log.exception("jobs.release_failed")
+        except Exception as exc:
+            log_failure(log, "jobs.release_failed", exc)
 
     # --- heartbeats and takeover -------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:

@@ -6,12 +6,25 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 NAME_MAX_LENGTH = 200  # the column's length
 DEFAULT_SESSION_NAME = "New chat"
 
-SessionName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; a name is not free text worth cleaning up silently.
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "name must not contain NUL characters")
+    return value
+
+
+SessionName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH),
+    AfterValidator(_no_nul),
+]
 
 
 class SessionCreate(BaseModel):

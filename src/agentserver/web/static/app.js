@@ -97,6 +97,20 @@ function addNote(bubble, className, text) {
   bubble.append(note);
 }
 
+// The answer as it streams. `reset` (a retried or fallback model call restarts the answer) drops what
+// the current call streamed; text from before a tool call is kept. `apply` says whether the text changed.
+class AnswerText {
+  constructor() { this.kept = ""; this.current = ""; }
+  apply(name, data) {
+    if (name === "token") this.current += data.content;
+    else if (name === "reset") this.current = "";
+    else if (name === "tool_call") { this.kept += this.current; this.current = ""; return false; }
+    else return false;
+    return true;
+  }
+  get text() { return this.kept + this.current; }
+}
+
 async function send(event) {
   event.preventDefault();
   const text = $("input").value;
@@ -105,6 +119,7 @@ async function send(event) {
   $("input").value = "";
   addMessage("user", text);
   const { bubble, body } = addMessage("assistant", "");
+  const answer = new AnswerText();
   try {
     const response = await api("/chatbot/chat/stream", {
       method: "POST",
@@ -112,8 +127,8 @@ async function send(event) {
       body: JSON.stringify({ session_id: state.sessionId, message: text }),
     });
     await readEvents(response, (name, data) => {
-      if (name === "token") body.textContent += data.content;
-      else if (name === "tool_call") addNote(bubble, "tool", `→ ${data.name}(${JSON.stringify(data.args)})`);
+      if (answer.apply(name, data)) body.textContent = answer.text;
+      if (name === "tool_call") addNote(bubble, "tool", `→ ${data.name}(${JSON.stringify(data.args)})`);
       else if (name === "tool_result") addNote(bubble, "tool", `← ${data.content}`);
       else if (name === "done") addNote(bubble, "meta", `${data.usage.output_tokens} tokens · ${data.usage.model}`);
       else if (name === "error") $("chat-error").textContent = data.detail;
