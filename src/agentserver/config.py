@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # Unset: an embedded PostgreSQL (with pgvector) is started under AGENTSERVER_DATA_DIR.
     database_url: str | None = None
     # Per process: the app pool opens up to POOL_SIZE + MAX_OVERFLOW connections, the agent's
-    # checkpointer pool up to POOL_SIZE, memory's up to MEMORY_WORKERS + 2 (see README, Operations).
+    # checkpointer pool up to POOL_SIZE, memory's up to MEMORY_THREADS (see README, Operations).
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
     # Longest wait for a free pooled connection; past it the request is a 503 with Retry-After.

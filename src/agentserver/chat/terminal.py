@@ -129,8 +129,17 @@ def render_events(console: Console, events: Iterable[tuple[str, dict[str, Any]]]
                 console.print(f"  [dim]← {escape(data['content'][:200])}[/dim]")
             elif event == "done":
                 answer.keep()
-                usage = data["usage"]
-                console.print(f"[dim]({usage['output_tokens']} tokens, {usage['model']})[/dim]")
+                usage = data.get("usage") or {}
+                reason = data.get("finish_reason", "complete")
+                note = f"{usage.get('output_tokens', 0)} tokens, {usage.get('model') or 'no model call'}"
+                console.print(f"[dim]({note}{'' if reason == 'complete' else f', {reason}'})[/dim]")
+            elif event == "approval_required":
+                answer.keep()
+                args = json.dumps(data.get("args"), ensure_ascii=False)
+                console.print(
+                    f"[yellow]Waiting for approval: {escape(str(data.get('tool')))}({escape(args)}) — "
+                    f"POST /api/v1/runs/{escape(str(data.get('run_id')))}/resume[/yellow]"
+                )
             elif event == "error":
                 answer.keep()
                 console.print(f"[red]{escape(data['error'])}: {escape(data['detail'])}[/red]")

@@ -130,7 +130,12 @@ async function send(event) {
       if (answer.apply(name, data)) body.textContent = answer.text;
       if (name === "tool_call") addNote(bubble, "tool", `→ ${data.name}(${JSON.stringify(data.args)})`);
       else if (name === "tool_result") addNote(bubble, "tool", `← ${data.content}`);
-      else if (name === "done") addNote(bubble, "meta", `${data.usage.output_tokens} tokens · ${data.usage.model}`);
+      else if (name === "done") {
+        const usage = data.usage || {};
+        const reason = data.finish_reason && data.finish_reason !== "complete" ? ` · ${data.finish_reason}` : "";
+        addNote(bubble, "meta", `${usage.output_tokens || 0} tokens · ${usage.model || "no model call"}${reason}`);
+      }
+      else if (name === "approval_required") addNote(bubble, "tool", `⏸ waiting for approval: ${data.tool}(${JSON.stringify(data.args)})`);
       else if (name === "error") $("chat-error").textContent = data.detail;
       bubble.scrollIntoView({ block: "end" });
     });
