@@ -33,6 +33,7 @@ from agentserver.memory.jobs import MEMORY_EXTRACT_JOB, extraction_handler
 from agentserver.memory.runtime import open_memory
 from agentserver.memory.service import MemoryService
 from agentserver.observability.db_pool import pool_collector, sqlalchemy_pool_sampler
+from agentserver.observability.loop_lag import loop_lag_probe
 from agentserver.runs.eventlog import EventLog, PostgresEventLog, RedisEventLog
 from agentserver.runs.executor import RunExecutor
 from agentserver.runs.live import LiveRuns
@@ -194,4 +195,5 @@ async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bo
         await services.worker.start()
         stack.push_async_callback(services.worker.stop)
     stack.push_async_callback(services.tasks.drain, 5.0)
+    await stack.enter_async_context(loop_lag_probe())
     return services

@@ -1,7 +1,7 @@
 """The agent: a LangGraph StateGraph `summarize → chat ⇄ tools`, checkpointed per chat session.
 
-    START → summarize → chat ─(tool calls)→ tools → chat … ─(answer)→ END
-                          └─(tool rounds used up)→ give_up → END
+    START ─(history long enough to fold)→ summarize → chat ─(tool calls)→ tools → chat … ─(answer)→ END
+      └──────────────────────────────────────────────┘   └─(tool rounds used up)→ give_up → END
 
 The model is reached through `AgentDeps.chat_model(tools)` (retries, fallbacks and usage accounting
 live in the LLM layer). Per-turn facts the server knows — user, session, long-term memory — come in as
@@ -34,7 +34,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from agentserver.agent import summarize
-from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget
+from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget, turn_starts
 from agentserver.agent.prompts import render_system_prompt
 from agentserver.agent.state import AgentState, TurnContext
 from agentserver.agent.tools import run_tool_call
@@ -82,6 +82,9 @@ def _last_ai(state: AgentState) -> AIMessage | None:
 def build_graph(
     deps: AgentDeps, checkpointer: BaseCheckpointSaver[Any] | None
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
+    # Built once: binding the tools converts every tool's schema, which is not free on each model call.
+    chat_model = deps.chat_model(deps.tools)
+
     async def summarize_node(state: AgentState) -> dict[str, Any]:
         folded, _ = summarize.split_for_summary(state.get("messages") or [], deps.summary_after_turns, deps.keep_turns)
         if not folded:
@@ -110,7 +113,7 @@ def build_graph(
             key = request_key(deps.model_name, prompt, deps.tools)
             if (hit := await cache.get(context.user_id, key)) is not None:
                 return {"messages": [hit]}
-        response = await deps.chat_model(deps.tools).ainvoke(prompt)
+        response = await chat_model.ainvoke(prompt)
         if cache is not None and context is not None and isinstance(response, AIMessage):
             await cache.set(context.user_id, key, response)
         return {"messages": [response]}
@@ -163,7 +166,13 @@ def build_graph(
     builder.add_node("chat", chat_node)
     builder.add_node("tools", tools_node)
     builder.add_node("give_up", give_up_node)
-    builder.add_edge(START, "summarize")
+
+    def route_from_start(state: AgentState) -> Literal["summarize", "chat"]:
+        # Most turns have nothing to fold: they skip the summary step (a superstep of its own) entirely.
+        messages = state.get("messages") or []
+        return "summarize" if len(turn_starts(messages)) > deps.summary_after_turns else "chat"
+
+    builder.add_conditional_edges(START, route_from_start, {"summarize": "summarize", "chat": "chat"})
     builder.add_edge("summarize", "chat")
     builder.add_conditional_edges("chat", route_after_chat, {"tools": "tools", "give_up": "give_up", END: END})
     builder.add_edge("tools", "chat")

@@ -20,13 +20,14 @@ from agentserver.auth.dependencies import CurrentUser, SettingsDep
 from agentserver.auth.service import auth as auth_service
 from agentserver.chat.repository import ChatRepository
 from agentserver.chat.schemas import ChatFrame, ChatRequest, ChatResponse, MessagePage, MessageRead
+from agentserver.chat.service import AnswerText
 from agentserver.chat.service import chat as chat_service
 from agentserver.config import Settings
 from agentserver.kit.db import SessionDep, SessionmakerDep, session_scope
 from agentserver.kit.errors import AppError, ErrorBody, Unauthorized
 from agentserver.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
 from agentserver.llm.errors import LLMRequestRejected, LLMUnavailable
-from agentserver.models import MultitaskStrategy, Run
+from agentserver.models import MultitaskStrategy
 from agentserver.observability.metrics import ACTIVE_STREAMS
 from agentserver.ratelimit import Policy, RateLimiter, rate_limit_chat, rate_limited
 from agentserver.runs import events
@@ -34,6 +35,7 @@ from agentserver.runs.dependencies import EventLogDep, RunStreamsDep, TasksDep
 from agentserver.runs.errors import MessageTooLong, SessionNotFound, TurnInProgress
 from agentserver.runs.eventlog import EventLog
 from agentserver.runs.events import RunEvent
+from agentserver.runs.service import StartedRun
 from agentserver.runs.service import runs as runs_service
 from agentserver.runs.streaming import RunStreams
 from agentserver.runs.transport import sse_response
@@ -58,7 +60,7 @@ async def start_run(
     session_id: uuid.UUID,
     text: str,
     strategy: MultitaskStrategy | None,
-) -> Run:
+) -> StartedRun:
     """Store the message and its run (404/409/422 raise here, before any response starts)."""
     structlog.contextvars.bind_contextvars(session_id=str(session_id))
     return await runs_service.start(
@@ -96,10 +98,13 @@ async def chat(
         strategy=body.multitask_strategy,
     )
     ending: RunEvent | None = None
+    answer = AnswerText()
     async for event in streams.follow(run.id, fresh=True):
-        if event is not None and event.terminal:
-            ending = event
-    return await chat_service.reply(sessionmaker, session_id=body.session_id, run_id=run.id, ending=ending)
+        if event is not None:
+            answer.feed(event)
+            if event.terminal:
+                ending = event
+    return await chat_service.reply(session_id=body.session_id, run_id=run.id, ending=ending, answer_text=answer.text)
 
 
 @router.post(

@@ -5,25 +5,36 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from agentserver.chat.schemas import ChatResponse, Usage
 from agentserver.kit.errors import InternalServerError, RelayedError
-from agentserver.models import Message
 from agentserver.runs.events import RunEvent
+
+
+class AnswerText:
+    """The answer's text as a client that honours `reset` shows it, from the run's events: the stored answer
+    is the model's last message, i.e. what was streamed since the last tool result (or reset)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def feed(self, event: RunEvent) -> None:
+        if event.name == "token":
+            self.text += str(event.data.get("content", ""))
+        elif event.name in ("reset", "tool_call", "tool_result"):
+            self.text = ""
 
 
 class ChatService:
     async def reply(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
         *,
         session_id: uuid.UUID,
         run_id: uuid.UUID,
         ending: RunEvent | None,
+        answer_text: str,
     ) -> ChatResponse:
-        """The answer of a run that ended with `ending`; its error, raised, if it failed."""
+        """The answer of a run that ended with `ending` (`answer_text`: what its events showed, see
+        `AnswerText`); its error, raised, if it failed."""
         if ending is None:
             raise InternalServerError()
         data = ending.data
@@ -40,14 +51,7 @@ class ChatService:
                 approval=data,
             )
         message_id = uuid.UUID(data["message_id"]) if data.get("message_id") else None
-        content = ""
-        if message_id is not None:
-            async with sessionmaker() as session:
-                content = (
-                    await session.scalar(
-                        select(Message.content).where(Message.id == message_id, Message.session_id == session_id)
-                    )
-                ) or ""
+        content = answer_text if message_id is not None else ""
         usage = data.get("usage") or {}
         input_tokens, output_tokens = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
         return ChatResponse(

@@ -24,7 +24,7 @@ from fastapi import Depends
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import HTTPConnection
 
 from agentserver.kit.errors import DatabaseUnavailable
@@ -124,8 +124,10 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        # A connection that died with a database restart is replaced on checkout, not failed on use.
-        pool_pre_ping=True,
+        # No ping on every checkout (a round trip per transaction): a connection that died with a database
+        # restart fails its first statement, which invalidates the whole pool at once (SQLAlchemy's
+        # disconnect handling), so the next checkouts get new connections. That request is a 503.
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"timeout": connect_timeout},
     )
@@ -203,6 +205,32 @@ async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> Async
     """A unit of work on a new session (requests, and work outside a request)."""
     async with sessionmaker() as session, unit_of_work(session):
         yield session
+
+
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose every statement commits on its own: one round trip each, no BEGIN/COMMIT.
+
+    For work that is one statement (a CTE can do several things atomically): the hot paths of a run use it.
+    A database outage is `DatabaseUnavailable`, as in a unit of work.
+    """
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+    except Exception as exc:
+        if not isinstance(exc, DatabaseUnavailable) and is_database_outage(exc):
+            raise DatabaseUnavailable() from exc
+        raise
+
+
+# What a repository runs its statements on: a session (a unit of work), or an autocommit connection.
+Executor = AsyncSession | AsyncConnection
+
+
+def engine_of(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    return engine
 
 
 def get_sessionmaker(request: HTTPConnection) -> async_sessionmaker[AsyncSession]:

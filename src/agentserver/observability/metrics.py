@@ -24,6 +24,11 @@ HTTP_LATENCY = Histogram(
     ["method", "route"],
     buckets=LATENCY_BUCKETS,
 )
+EVENT_LOOP_LAG = Histogram(
+    "agentserver_event_loop_lag_seconds",
+    "How late the event loop ran a timer (observability/loop_lag.py): its responsiveness",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 ACTIVE_STREAMS = Gauge("agentserver_active_streams", "Open chat streams by transport (sse|websocket)", ["transport"])
 
 # --- LLM (outcome: success | error | timeout | rate_limited) ---------------------------------------

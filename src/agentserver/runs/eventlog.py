@@ -17,12 +17,12 @@ from typing import Any, Protocol
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agentserver.kit.db import session_scope
-from agentserver.kit.pg_listen import PgListener, notify
+from agentserver.kit.db import autocommit, engine_of, session_scope
+from agentserver.kit.pg_listen import PgListener
 from agentserver.kit.redis import AsyncRedis
 from agentserver.models import RunEventRow
 from agentserver.runs.events import RunEvent
@@ -77,9 +77,23 @@ async def _first_set(event: asyncio.Event, other: asyncio.Event | None, within: 
     return bool(done)
 
 
+_APPEND = text(
+    """
+    WITH appended AS (
+        INSERT INTO run_events (run_id, seq, event, data)
+        SELECT CAST(:run_id AS uuid), seq, name, CAST(data AS jsonb)
+        FROM unnest(CAST(:seqs AS integer[]), CAST(:names AS varchar[]), CAST(:datas AS text[])) AS e(seq, name, data)
+        RETURNING 1
+    )
+    SELECT pg_notify(CAST(:channel AS text), CAST(:payload AS text)) FROM (SELECT 1 FROM appended LIMIT 1) AS any_row
+    """
+)
+
+
 class PostgresEventLog:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], listener: PgListener | None) -> None:
         self.sessionmaker = sessionmaker
+        self.engine = engine_of(sessionmaker)
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
         if listener is not None:
             listener.on(EVENTS_CHANNEL, self._wake)
@@ -101,14 +115,21 @@ class PostgresEventLog:
     async def append(self, run_id: uuid.UUID, events: Sequence[RunEvent]) -> None:
         if not events:
             return
-        rows = [{"run_id": run_id, "seq": e.seq, "event": e.name, "data": e.data} for e in events]
+        params = {
+            "run_id": run_id,
+            "seqs": [e.seq for e in events],
+            "names": [e.name for e in events],
+            "datas": [e.json_data() for e in events],
+            "channel": EVENTS_CHANNEL,
+            "payload": str(run_id),
+        }
         try:
-            async with session_scope(self.sessionmaker) as session:
-                await session.execute(insert(RunEventRow), rows)
-                await notify(session, EVENTS_CHANNEL, str(run_id))
+            # One statement, committed on its own: a batch of events and the wake-up of their followers.
+            async with autocommit(self.engine) as conn:
+                await conn.execute(_APPEND, params)
         except IntegrityError:
             # The run was deleted with its session, or these events were already written: nothing to keep.
-            log.info("runs.events_not_logged", run_id=str(run_id), events=len(rows))
+            log.info("runs.events_not_logged", run_id=str(run_id), events=len(events))
 
     async def read(self, run_id: uuid.UUID, after: int) -> list[RunEvent]:
         async with self.sessionmaker() as session:

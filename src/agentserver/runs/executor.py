@@ -26,16 +26,16 @@ from typing import Any, Protocol
 import structlog
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, StreamMode
+from langgraph.types import Command, Durability, StreamMode
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentserver.agent import checkpoints
 from agentserver.agent.state import TurnContext
-from agentserver.jobs.repository import JobRepository
-from agentserver.kit.db import is_database_outage, session_scope
+from agentserver.jobs.repository import WORK_CHANNEL
+from agentserver.kit.db import autocommit, engine_of, is_database_outage, session_scope
 from agentserver.kit.errors import AppError, DatabaseUnavailable, InternalServerError, log_failure
-from agentserver.models import ChatSession, Message, MessageRole, RunStatus
+from agentserver.models import ChatSession, Message, RunStatus
 from agentserver.observability.metrics import CHAT_TURNS
 from agentserver.runs import events
 from agentserver.runs.emitter import RunEmitter
@@ -47,6 +47,10 @@ from agentserver.runs.translate import RunResult, StreamTranslator, result_of, r
 log = structlog.get_logger(__name__)
 
 STREAM_MODES: list[StreamMode] = ["messages", "updates", "values", "custom"]
+# Checkpoints are written when the run stops (ends, pauses for an approval, fails), not after every step: a
+# run's steps take milliseconds and a checkpoint costs several statements. A run taken over after its worker
+# died starts again from its input (its checkpoint, if any, says where it was).
+DURABILITY: Durability = "exit"
 MEMORY_EXTRACT_JOB = "memory.extract"
 
 
@@ -106,6 +110,7 @@ class RunExecutor:
     ) -> None:
         self.graph = graph
         self.sessionmaker = sessionmaker
+        self.engine = engine_of(sessionmaker)
         self.log = event_log
         self.live_runs = live_runs
         self.worker_id = worker_id
@@ -171,7 +176,7 @@ class RunExecutor:
         try:
             item: Any
             async for item in self.graph.astream(
-                graph_input, self.config(run), context=context, stream_mode=STREAM_MODES
+                graph_input, self.config(run), context=context, stream_mode=STREAM_MODES, durability=DURABILITY
             ):
                 mode, data = item
                 translator.feed(mode, data)
@@ -230,52 +235,40 @@ class RunExecutor:
             emitter.emit(events.error(type(error).__name__, error.message))
 
     async def _finish(self, run: ClaimedRun, status: RunStatus, result: RunResult) -> uuid.UUID | None | bool:
-        """End the run and store its answer in one transaction. The message id (None: nothing to store), or
-        False when the run was not ours to end any more."""
+        """End the run and store its answer, all or nothing, in one statement. The message id (None: nothing
+        to store), or False when the run was not ours to end any more."""
         message_id = None if result.empty else uuid.uuid4()
-        async with session_scope(self.sessionmaker) as db:
-            ended = await RunRepository.from_session(db).finish(
-                run.id,
-                self.worker_id,
-                status,
-                usage=result.usage.as_dict(),
-                assistant_message_id=message_id,
+        message = None
+        if message_id is not None:
+            message = {
+                "id": message_id,
+                "content": result.content,
+                "tool_calls": result.tool_calls or None,
+                "model": result.usage.model,
+                "input_tokens": result.usage.input_tokens,
+                "output_tokens": result.usage.output_tokens,
+                "cost_usd": result.usage.cost_usd,
+                "finish_reason": result.finish_reason,
+            }
+        job = None
+        if (
+            self.extract_memories
+            and message_id is not None
+            and result.finish_reason == "complete"
+            and result.content
+            and run.user_message_id is not None
+        ):
+            payload = {
+                "session_id": str(run.session_id),
+                "user_message_id": str(run.user_message_id),
+                "assistant_message_id": str(message_id),
+            }
+            job = (MEMORY_EXTRACT_JOB, WORK_CHANNEL, payload)
+        async with autocommit(self.engine) as conn:
+            ended = await RunRepository.from_session(conn).finish_with_answer(
+                run.id, self.worker_id, status, usage=result.usage.as_dict(), message=message, job=job
             )
-            if not ended:
-                return False
-            if message_id is not None:
-                db.add(
-                    Message(
-                        id=message_id,
-                        session_id=run.session_id,
-                        run_id=run.id,
-                        role=MessageRole.assistant,
-                        content=result.content,
-                        tool_calls=result.tool_calls or None,
-                        model=result.usage.model,
-                        input_tokens=result.usage.input_tokens,
-                        output_tokens=result.usage.output_tokens,
-                        cost_usd=result.usage.cost_usd,
-                        finish_reason=result.finish_reason,
-                    )
-                )
-            if (
-                self.extract_memories
-                and message_id is not None
-                and result.finish_reason == "complete"
-                and result.content
-                and run.user_message_id is not None
-            ):
-                await JobRepository.from_session(db).enqueue(
-                    MEMORY_EXTRACT_JOB,
-                    {
-                        "session_id": str(run.session_id),
-                        "user_message_id": str(run.user_message_id),
-                        "assistant_message_id": str(message_id),
-                    },
-                    user_id=run.user_id,
-                )
-        return message_id
+        return message_id if ended else False
 
     async def _stopped(self, execution: Execution, translator: StreamTranslator, emitter: RunEmitter) -> None:
         run, reason = execution.run, execution.reason or StopReason.shutdown

@@ -11,14 +11,15 @@ a takeover and a worker's own end can race without ever finishing a run twice.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentserver.kit.db import Executor
 from agentserver.kit.pagination import keyset_page
 from agentserver.models import UNFINISHED_STATUSES, Run, RunStatus
 
@@ -85,12 +86,64 @@ _REQUEUE_STALE = text(
 )
 
 
+# A run and its user message in one round trip; `force` false: only if the session has no unfinished run
+# (the caller holds the session's row lock, so this check and the insert cannot race another message).
+_CREATE = text(
+    """
+    WITH run AS (
+        INSERT INTO runs (id, session_id, user_id, status, multitask_strategy, user_message_id, attempt)
+        SELECT CAST(:run_id AS uuid), CAST(:session_id AS uuid), CAST(:user_id AS uuid), 'pending',
+               CAST(:strategy AS varchar), CAST(:message_id AS uuid), 0
+        WHERE CAST(:force AS boolean) OR NOT EXISTS (
+            SELECT 1 FROM runs WHERE session_id = CAST(:session_id AS uuid)
+            AND status IN ('pending', 'running', 'interrupted'))
+        RETURNING id
+    ), message AS (
+        INSERT INTO messages (id, session_id, run_id, role, content)
+        SELECT CAST(:message_id AS uuid), CAST(:session_id AS uuid), id, 'user', CAST(:content AS text) FROM run
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM message) AS created,
+           (SELECT pg_notify(CAST(:channel AS text), 'run') FROM message) AS notified
+    """
+)
+
+
+# The end of a run that produced an answer, in one statement: the guarded status change, the assistant
+# message (only if the change happened: exactly one answer per run), and the memory extraction job.
+_FINISH_WITH_ANSWER = text(
+    """
+    WITH ended AS (
+        UPDATE runs SET status = CAST(:status AS run_status), ended_at = now(), heartbeat_at = NULL,
+                        usage = CAST(:usage AS jsonb), assistant_message_id = CAST(:message_id AS uuid)
+        WHERE id = :run_id AND status = 'running' AND worker_id = :worker
+        RETURNING id, session_id, user_id
+    ), answer AS (
+        INSERT INTO messages (id, session_id, run_id, role, content, tool_calls, model, input_tokens,
+                              output_tokens, cost_usd, finish_reason)
+        SELECT CAST(:message_id AS uuid), session_id, id, 'assistant', CAST(:content AS text),
+               CAST(:tool_calls AS jsonb), CAST(:model AS varchar), CAST(:input_tokens AS integer),
+               CAST(:output_tokens AS integer), CAST(:cost_usd AS numeric), CAST(:finish_reason AS varchar)
+        FROM ended WHERE CAST(:message_id AS uuid) IS NOT NULL
+        RETURNING id
+    ), job AS (
+        INSERT INTO jobs (kind, user_id, payload, status, attempts, max_attempts)
+        SELECT CAST(:job_kind AS varchar), user_id, CAST(:job_payload AS jsonb), 'pending', 0, 5 FROM ended
+        WHERE CAST(:job_kind AS varchar) IS NOT NULL
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM ended) AS ended,
+           (SELECT pg_notify(CAST(:job_channel AS text), 'job') FROM job LIMIT 1) AS notified
+    """
+)
+
+
 class RunRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     @classmethod
-    def from_session(cls, session: AsyncSession) -> RunRepository:
+    def from_session(cls, session: Executor) -> RunRepository:
         return cls(session)
 
     # --- reads (owner-scoped) ---------------------------------------------------------------------------
@@ -99,7 +152,7 @@ class RunRepository:
 
     async def get(self, run_id: uuid.UUID) -> Run | None:
         """Any run by id: for workers and event streams that already checked ownership."""
-        return await self.session.get(Run, run_id, populate_existing=True)
+        return await self.session.scalar(select(Run).where(Run.id == run_id).execution_options(populate_existing=True))
 
     async def list_for_session(
         self, user_id: uuid.UUID, session_id: uuid.UUID, *, cursor: str | None, limit: int
@@ -129,11 +182,36 @@ class RunRepository:
         return list((await self.session.scalars(select(Run.id).where(Run.session_id.in_(session_ids)))).all())
 
     # --- creation -----------------------------------------------------------------------------------------
-    async def create(self, run: Run) -> Run:
-        self.session.add(run)
-        await self.session.flush()
-        await self.session.refresh(run, ["created_at"])
-        return run
+    async def create(
+        self,
+        *,
+        run_id: uuid.UUID,
+        session_id: uuid.UUID,
+        user_id: uuid.UUID,
+        message_id: uuid.UUID,
+        content: str,
+        strategy: str,
+        channel: str,
+        force: bool,
+    ) -> bool:
+        """Insert a pending run and its user message, and wake the workers; False (nothing inserted) when
+        `force` is false and the session has an unfinished run."""
+        row = (
+            await self.session.execute(
+                _CREATE,
+                {
+                    "run_id": run_id,
+                    "session_id": session_id,
+                    "user_id": user_id,
+                    "message_id": message_id,
+                    "content": content,
+                    "strategy": strategy,
+                    "channel": channel,
+                    "force": force,
+                },
+            )
+        ).one()
+        return bool(row.created)
 
     # --- transitions ----------------------------------------------------------------------------------------
     async def claim(self, worker_id: str, limit: int) -> list[ClaimedRun]:
@@ -181,6 +259,45 @@ class RunRepository:
             .returning(Run.id)
         )
         return row.first() is not None
+
+    async def finish_with_answer(
+        self,
+        run_id: uuid.UUID,
+        worker_id: str,
+        status: RunStatus,
+        *,
+        usage: dict[str, Any],
+        message: dict[str, Any] | None,
+        job: tuple[str, str, dict[str, Any]] | None,
+    ) -> bool:
+        """running → success | cancelled with its answer (`message`: the assistant message's columns, None
+        for none) and an optional job ((kind, wake-up channel, payload)), all or nothing, in one statement.
+        False: the run was not ours to end any more, and nothing was written."""
+        assert status in (RunStatus.success, RunStatus.cancelled)
+        message = message or {}
+        row = (
+            await self.session.execute(
+                _FINISH_WITH_ANSWER,
+                {
+                    "status": status.value,
+                    "usage": json.dumps(usage),
+                    "run_id": run_id,
+                    "worker": worker_id,
+                    "message_id": message.get("id"),
+                    "content": message.get("content"),
+                    "tool_calls": json.dumps(message["tool_calls"]) if message.get("tool_calls") else None,
+                    "model": message.get("model"),
+                    "input_tokens": message.get("input_tokens"),
+                    "output_tokens": message.get("output_tokens"),
+                    "cost_usd": message.get("cost_usd"),
+                    "finish_reason": message.get("finish_reason"),
+                    "job_kind": job[0] if job else None,
+                    "job_channel": job[1] if job else "",
+                    "job_payload": json.dumps(job[2]) if job else None,
+                },
+            )
+        ).one()
+        return bool(row.ended)
 
     async def pause(self, run_id: uuid.UUID, worker_id: str, interrupt: dict[str, Any], usage: dict[str, Any]) -> bool:
         """running → interrupted (waiting for an approval)."""

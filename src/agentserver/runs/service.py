@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -19,7 +21,7 @@ from agentserver.jobs.repository import WORK_CHANNEL
 from agentserver.kit.db import session_scope
 from agentserver.kit.pagination import finish_page
 from agentserver.kit.pg_listen import notify
-from agentserver.models import ChatSession, Message, MessageRole, MultitaskStrategy, Run, RunStatus
+from agentserver.models import ChatSession, MultitaskStrategy, Run, RunStatus
 from agentserver.observability.metrics import CHAT_TURNS
 from agentserver.runs import events
 from agentserver.runs.errors import (
@@ -43,6 +45,13 @@ log = structlog.get_logger(__name__)
 ArgsValidator = Callable[[str, dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    id: uuid.UUID
+    session_id: uuid.UUID
+    user_message_id: uuid.UUID
+
+
 class RunService:
     async def start(
         self,
@@ -54,11 +63,12 @@ class RunService:
         text: str,
         max_chars: int,
         strategy: MultitaskStrategy = MultitaskStrategy.reject,
-    ) -> Run:
+    ) -> StartedRun:
         """Store the user message and a pending run for it (404/409/422 raise here, nothing stored)."""
         if len(text) > max_chars:
             raise MessageTooLong(max_chars)
         ended: list[tuple[uuid.UUID, str]] = []
+        run_id, message_id = uuid.uuid4(), uuid.uuid4()
         async with session_scope(sessionmaker) as db:
             # Ownership, the session's lock (concurrent messages to one session queue here) and its
             # "last active" time, in one statement.
@@ -71,26 +81,24 @@ class RunService:
             if owned is None:
                 raise SessionNotFound()
             runs = RunRepository.from_session(db)
-            unfinished = await runs.unfinished_in_session(session_id)
-            if unfinished:
-                ended = await self._make_way(db, runs, session_id, unfinished, strategy)
-            message_id = uuid.uuid4()
-            run = Run(
-                id=uuid.uuid4(),
+            create = partial(
+                runs.create,
+                run_id=run_id,
                 session_id=session_id,
                 user_id=user_id,
-                status=RunStatus.pending,
-                multitask_strategy=strategy.value,
-                user_message_id=message_id,
-                attempt=0,
+                message_id=message_id,
+                content=text,
+                strategy=strategy.value,
+                channel=WORK_CHANNEL,
             )
-            db.add(run)
-            await db.flush()
-            db.add(Message(id=message_id, session_id=session_id, run_id=run.id, role=MessageRole.user, content=text))
-            await notify(db, WORK_CHANNEL, "run")
-        for run_id, reason in ended:
-            await announce_end(event_log, run_id, reason)
-        return run
+            # The common case in one more round trip: the session is idle, the run goes in.
+            if not await create(force=False):
+                unfinished = await runs.unfinished_in_session(session_id)
+                ended = await self._make_way(db, runs, session_id, unfinished, strategy)
+                await create(force=True)
+        for ended_id, reason in ended:
+            await announce_end(event_log, ended_id, reason)
+        return StartedRun(run_id, session_id, message_id)
 
     async def _make_way(
         self,
