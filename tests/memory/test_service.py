@@ -13,15 +13,16 @@ from prometheus_client import REGISTRY
 
 from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel, status_error
-from agentserver.memory.backend import COMPACT_EXTRACTION_PROMPT
+from agentserver.memory.extraction import EXTRACTION_PROMPT
 from agentserver.memory.service import MemoryItem, MemoryService
 from tests.memory.conftest import extraction
 
 
 async def remember(memory: MemoryService, model: FakeChatModel, user_id: uuid.UUID, *facts: str) -> None:
-    """Run one extraction job whose model answer is `facts`, and wait for it."""
+    """Run one extraction job whose model answer is `facts` (stated by the user, so they pass the filter)."""
     model.push(extraction(*facts))
-    assert memory.enqueue_extraction(user_id, uuid.uuid4(), "(user message)", "(assistant reply)")
+    said = "My facts: " + ". ".join(facts)
+    assert memory.enqueue_extraction(user_id, uuid.uuid4(), said, "(assistant reply)")
     await memory.join()
 
 
@@ -42,7 +43,7 @@ class TestExtraction:
         assert [hit.text for hit in hits] == ["User is vegetarian"]
         assert hits[0].score is not None
 
-    async def test_only_the_new_exchange_is_sent_to_the_model(
+    async def test_only_the_users_message_is_sent_to_the_model(
         self, memory_service: MemoryService, scripted: FakeChatModel
     ) -> None:
         scripted.push(extraction())
@@ -51,9 +52,29 @@ class TestExtraction:
         await memory_service.join()
 
         prompt = scripted.prompts[0][-1].content
-        assert isinstance(prompt, str)
-        new_messages = prompt.split("## New Messages\n", 1)[1].split("\n\n", 1)[0]
-        assert new_messages == "user: I am vegetarian\nassistant: Noted, no meat."
+        assert prompt == "Already known:\n(nothing yet)\n\nThe user's message:\nI am vegetarian"
+
+    async def test_a_question_is_not_sent_to_the_model(
+        self, memory_service: MemoryService, scripted: FakeChatModel
+    ) -> None:
+        user = uuid.uuid4()
+        calls = len(scripted.calls)
+
+        memory_service.enqueue_extraction(user, None, "What is the capital of France?", "Paris.")
+        await memory_service.join()
+
+        assert (len(scripted.calls), await memory_service.list(user)) == (calls, [])
+
+    async def test_facts_the_user_never_stated_are_not_stored(
+        self, memory_service: MemoryService, scripted: FakeChatModel
+    ) -> None:
+        user = uuid.uuid4()
+        scripted.push(extraction("User lives in Busan", "User is vegetarian", "User likes green tea"))
+
+        memory_service.enqueue_extraction(user, None, "I like green tea in the morning", "Green tea is healthy.")
+        await memory_service.join()
+
+        assert [item.text for item in await memory_service.list(user)] == ["User likes green tea"]
 
     async def test_an_exchange_without_facts_stores_nothing(
         self, memory_service: MemoryService, scripted: FakeChatModel
@@ -81,7 +102,7 @@ class TestExtraction:
     async def test_the_worker_survives_a_failure(self, memory_service: MemoryService, scripted: FakeChatModel) -> None:
         user = uuid.uuid4()
         scripted.push(status_error(400))
-        memory_service.enqueue_extraction(user, None, "first", "reply")
+        memory_service.enqueue_extraction(user, None, "I am first", "reply")
 
         await remember(memory_service, scripted, user, "User likes tea")
 
@@ -97,7 +118,7 @@ class TestExtraction:
 
         system = scripted.prompts[0][0]
         assert isinstance(system, SystemMessage)
-        assert system.content == COMPACT_EXTRACTION_PROMPT
+        assert system.content == EXTRACTION_PROMPT
 
 
 class TestIsolation:
@@ -148,7 +169,9 @@ class TestPromptSection:
     ) -> None:
         user = uuid.uuid4()
         facts = [f"User fact number {n}: likes topic {n} with a fairly long description attached" for n in range(200)]
-        await remember(memory_service, scripted, user, *facts)
+        # Stored as said (no extraction): the filter would rightly keep at most a few facts per message.
+        mem0: Any = memory_service.memory
+        await mem0.add([{"role": "user", "content": fact} for fact in facts], user_id=str(user), infer=False)
 
         recalled = await memory_service.recall(user, "Which topics does the user like?")
         section = memory_service.format_for_prompt(recalled)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -25,8 +25,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from agentserver.agent import summarize
-from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget
-from agentserver.agent.prompts import render_system_prompt
+from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget, turn_starts
+from agentserver.agent.prompts import SystemPrompt, render_system_prompt
 from agentserver.agent.state import AgentState, TurnContext
 from agentserver.agent.tools import run_tool_call
 
@@ -48,6 +48,10 @@ class AgentDeps:
     summary_after_turns: int
     # Characters of history sent to the model (the system prompt is bounded separately).
     max_history_chars: int = 24_000
+    # The per-turn context goes in its own system message right before the latest turn, so the static
+    # instructions and the conversation so far form a prefix the server can cache. Off for providers that
+    # only take one leading system message (Anthropic): the context is appended to the instructions.
+    context_in_place: bool = True
 
     @property
     def keep_turns(self) -> int:
@@ -58,6 +62,22 @@ def _last_ai(state: AgentState) -> AIMessage | None:
     messages = state.get("messages") or []
     last = messages[-1] if messages else None
     return last if isinstance(last, AIMessage) else None
+
+
+def _latest_user_text(messages: Sequence[AnyMessage]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.content if isinstance(message.content, str) else ""
+    return ""
+
+
+def model_input(prompt: SystemPrompt, history: Sequence[AnyMessage], context_in_place: bool) -> list[BaseMessage]:
+    """[instructions, earlier turns…, context, latest turn…]: static first, so the cached prefix is the longest."""
+    if not context_in_place:
+        return [SystemMessage(prompt.joined()), *history]
+    starts = turn_starts(history)
+    cut = starts[-1] if starts else len(history)
+    return [SystemMessage(prompt.instructions), *history[:cut], SystemMessage(prompt.context), *history[cut:]]
 
 
 def build_graph(
@@ -72,12 +92,13 @@ def build_graph(
 
     async def chat_node(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         context = runtime.context
-        system = render_system_prompt(
+        history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
+        prompt = render_system_prompt(
             long_term_memory=await context.long_term_memory() if context else "",
             conversation_summary=state.get("summary", ""),
+            latest_user_message=_latest_user_text(history),
         )
-        history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
-        response = await deps.chat_model(deps.tools).ainvoke([SystemMessage(system), *history])
+        response = await deps.chat_model(deps.tools).ainvoke(model_input(prompt, history, deps.context_in_place))
         return {"messages": [response]}
 
     async def tools_node(state: AgentState) -> dict[str, Any]:

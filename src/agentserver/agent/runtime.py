@@ -94,6 +94,7 @@ async def open_agent(settings: Settings, database_url: str, llm: LLMService, sta
         max_tool_rounds=settings.max_tool_rounds,
         summary_after_turns=settings.summary_after_turns,
         max_history_chars=history_budget_chars(settings, llm.default_model),
+        context_in_place=llm.provider is not LLMProvider.anthropic,
     )
     log.info("agent.ready", tools=[t.name for t in tools], model=llm.default_model)
     return AgentRuntime(graph=build_graph(deps, checkpointer), checkpointer=checkpointer)

@@ -1,0 +1,256 @@
+"""`TolerantChatOpenAI`: ChatOpenAI for the embedded model and OpenAI-compatible servers.
+
+Two ways to call tools (`tool_calling`):
+
+- `native`: the tools go to the server as usual. Tool calls a small model writes as text are parsed and
+  repaired (`llm.toolcalls`); one that cannot be repaired is never shown: a constrained decision is asked for
+  once (`llm.constrained`), and if that names no valid call either, the answer is a plain apology.
+- `constrained` (the embedded model): for a new user message, first a schema-constrained decision — no tool,
+  or one bound tool with arguments valid by construction. Without a tool, the answer is generated with no tool
+  definitions in the prompt (a small model shown tools answers jokes with JSON). After a tool ran, the answer
+  is generated the same way, from the tool's result.
+
+Streaming goes through `ToolCallGuard`, so tool-call JSON never reaches a token stream. The parent's token
+callbacks are not passed down: LangChain reports tokens for what this class yields, after the guard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall, ToolCallChunk
+from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_openai import ChatOpenAI
+
+from agentserver.llm import constrained
+from agentserver.llm.toolcalls import ToolCallGuard, Verdict, apology_for, judge, last_user_text
+
+ToolCalling = Literal["native", "constrained"]
+# Request fields that only make sense with tool definitions in the request.
+_TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
+
+
+def _without_tools(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in kwargs.items() if key not in _TOOL_FIELDS}
+
+
+def _call_chunks(calls: Sequence[ToolCall]) -> list[ToolCallChunk]:
+    return [
+        ToolCallChunk(name=call["name"], args=json.dumps(call["args"]), id=call["id"], index=i, type="tool_call_chunk")
+        for i, call in enumerate(calls)
+    ]
+
+
+def _merge_usage(first: UsageMetadata | None, second: UsageMetadata | None) -> UsageMetadata | None:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return add_usage(first, second)
+
+
+class TolerantChatOpenAI(ChatOpenAI):
+    """ChatOpenAI that turns text tool calls into real ones and never shows tool-call JSON; see the module doc."""
+
+    tool_calling: ToolCalling = "native"
+
+    # --- the constrained decision -------------------------------------------------------------------------------
+    async def _decide(
+        self, messages: list[BaseMessage], tools: Sequence[dict[str, Any]], kwargs: dict[str, Any]
+    ) -> tuple[ToolCall | None, UsageMetadata | None]:
+        """Which bound tool the latest user message needs (None: none), asked with a schema-constrained answer."""
+        request = _without_tools(kwargs)
+        request.update(
+            response_format=constrained.response_format(tools),
+            max_tokens=constrained.DECISION_MAX_TOKENS,
+            temperature=0,
+        )
+        prompt = constrained.decision_messages(tools, last_user_text(messages))
+        result = await super()._agenerate(prompt, None, None, **request)
+        message = result.generations[0].message
+        text = message.content if isinstance(message.content, str) else ""
+        usage = message.usage_metadata if isinstance(message, AIMessage) else None
+        return constrained.parse_decision(text, tools), usage
+
+    def _decides_first(self, messages: list[BaseMessage], tools: Sequence[dict[str, Any]] | None) -> bool:
+        return bool(tools) and self.tool_calling == "constrained" and constrained.latest_user_text(messages) is not None
+
+    def _answer_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return _without_tools(kwargs) if self.tool_calling == "constrained" else kwargs
+
+    # --- non-streaming ------------------------------------------------------------------------------------------
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        tools = kwargs.get("tools")
+        if not tools:
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+        usage: UsageMetadata | None = None
+        decided = False
+        if self._decides_first(messages, tools):
+            call, usage = await self._decide(messages, tools, kwargs)
+            decided = True
+            if call is not None:
+                return _result(AIMessage(content="", tool_calls=[call], usage_metadata=usage))
+        result = await super()._agenerate(messages, stop, run_manager, **self._answer_kwargs(kwargs))
+        generation = result.generations[0]
+        message = generation.message
+        if not isinstance(message, AIMessage) or message.tool_calls or not isinstance(message.content, str):
+            return result
+        judgement = judge(message.content, tools)
+        usage = _merge_usage(usage, message.usage_metadata)
+        if judgement.verdict is Verdict.TEXT:
+            fixed = message.model_copy(update={"usage_metadata": usage})
+        elif judgement.verdict is Verdict.CALLS:
+            fixed = message.model_copy(
+                update={"content": judgement.content, "tool_calls": judgement.calls, "usage_metadata": usage}
+            )
+        else:
+            fixed = await self._recover(messages, tools, kwargs, message, usage, decided)
+        return ChatResult(
+            generations=[ChatGeneration(message=fixed, generation_info=generation.generation_info)],
+            llm_output=result.llm_output,
+        )
+
+    async def _recover(
+        self,
+        messages: list[BaseMessage],
+        tools: Sequence[dict[str, Any]],
+        kwargs: dict[str, Any],
+        message: AIMessage,
+        usage: UsageMetadata | None,
+        decided: bool,
+    ) -> AIMessage:
+        """A broken tool call: ask once for a constrained decision (unless one was just made), else apologise."""
+        if not decided:
+            call, more = await self._decide(messages, tools, kwargs)
+            usage = _merge_usage(usage, more)
+            if call is not None:
+                return message.model_copy(update={"content": "", "tool_calls": [call], "usage_metadata": usage})
+        return message.model_copy(update={"content": apology_for(messages), "usage_metadata": usage})
+
+    # --- streaming ----------------------------------------------------------------------------------------------
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        tools = kwargs.get("tools")
+        # run_manager is not passed down: ChatOpenAI would report every raw token itself, before the guard.
+        if not tools:
+            async for chunk in super()._astream(messages, stop, None, **kwargs):
+                yield chunk
+            return
+        decided = False
+        if self._decides_first(messages, tools):
+            call, usage = await self._decide(messages, tools, kwargs)
+            decided = True
+            if call is not None:
+                yield _chunk(AIMessageChunk(content="", tool_call_chunks=_call_chunks([call]), usage_metadata=usage))
+                return
+            if usage is not None:
+                yield _chunk(AIMessageChunk(content="", usage_metadata=usage))
+        guard = ToolCallGuard(tools)
+        last: AIMessageChunk | None = None
+        async for chunk in super()._astream(messages, stop, None, **self._answer_kwargs(kwargs)):
+            message = chunk.message
+            if not isinstance(message, AIMessageChunk) or message.tool_call_chunks:
+                yield chunk  # the server parsed a tool call itself
+                continue
+            last = message
+            piece = message.content if isinstance(message.content, str) else ""
+            if not piece:
+                yield chunk  # role, finish reason, usage: nothing to guard
+                continue
+            shown = guard.feed(piece)
+            if shown:
+                yield _chunk(message.model_copy(update={"content": shown}))
+        judgement, held = guard.finish()
+        template = last if last is not None else AIMessageChunk(content="")
+        if judgement.verdict is Verdict.TEXT:
+            if held:
+                yield _chunk(_empty_like(template, content=held))
+            return
+        if judgement.verdict is Verdict.CALLS:
+            yield _chunk(
+                _empty_like(template, content=judgement.content, tool_call_chunks=_call_chunks(judgement.calls))
+            )
+            return
+        if not decided:
+            call, usage = await self._decide(messages, tools, kwargs)
+            if call is not None:
+                yield _chunk(
+                    _empty_like(template, content="", tool_call_chunks=_call_chunks([call]), usage_metadata=usage)
+                )
+                return
+            if usage is not None:
+                yield _chunk(_empty_like(template, content="", usage_metadata=usage))
+        yield _chunk(_empty_like(template, content=apology_for(messages)))
+
+    # --- sync API: same behaviour for scripts; the server is async-only -------------------------------------------
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = super()._generate(messages, stop, run_manager, **kwargs)
+        tools = kwargs.get("tools")
+        if not tools:
+            return result
+        generations = []
+        for generation in result.generations:
+            message = generation.message
+            if isinstance(message, AIMessage) and not message.tool_calls and isinstance(message.content, str):
+                judgement = judge(message.content, tools)
+                if judgement.verdict is Verdict.CALLS:
+                    message = message.model_copy(update={"content": judgement.content, "tool_calls": judgement.calls})
+                elif judgement.verdict is Verdict.BROKEN_CALL:
+                    message = message.model_copy(update={"content": apology_for(messages)})
+            generations.append(ChatGeneration(message=message, generation_info=generation.generation_info))
+        return ChatResult(generations=generations, llm_output=result.llm_output)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        # Whole answers only: the guard needs the end of the text to judge it.
+        result = self._generate(messages, stop, None, **kwargs)
+        message = result.generations[0].message
+        assert isinstance(message, AIMessage)
+        yield _chunk(
+            AIMessageChunk(
+                content=message.content,
+                tool_call_chunks=_call_chunks(message.tool_calls),
+                usage_metadata=message.usage_metadata,
+                response_metadata=message.response_metadata,
+                id=message.id,
+            )
+        )
+
+
+def _chunk(message: AIMessageChunk) -> ChatGenerationChunk:
+    return ChatGenerationChunk(message=message)
+
+
+def _empty_like(template: AIMessageChunk, **update: Any) -> AIMessageChunk:
+    """A chunk of the same answer (same id) carrying only `update`; usage and metadata were already sent."""
+    return AIMessageChunk(id=template.id, **{"content": "", **update})
+
+
+def _result(message: AIMessage) -> ChatResult:
+    return ChatResult(generations=[ChatGeneration(message=message)])
