@@ -10,7 +10,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install lock run test test-fast lint format typecheck bench db-upgrade db-downgrade model-pull services clean
+.PHONY: help install lock run test test-fast lint format typecheck bench eval db-upgrade db-downgrade model-pull services clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,19 +46,23 @@ test-fast: install ## the suite without the real-LLM tests
 	$(BIN)/pytest -m "not llm" $(PYTEST_ARGS)
 
 lint: install ## ruff + mypy --strict
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src tests
+	$(BIN)/ruff check src tests bench evals
+	$(BIN)/ruff format --check src tests bench evals
+	$(BIN)/mypy src tests evals
 
 typecheck: install
-	$(BIN)/mypy src tests
+	$(BIN)/mypy src tests evals
 
 format: install ## apply ruff fixes and formatting
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench evals
+	$(BIN)/ruff format src tests bench evals
 
 bench: install ## run the benchmarks in bench/ and record results
 	$(BIN)/python -m bench
+
+eval: install ## measure the agent (tools, memory, language, speed) on a server; writes evals/results/<model>.md
+	$(BIN)/agentserver model pull $(LOCAL_MODEL)
+	$(BIN)/python -m evals --serve $(EVAL_ARGS)
 
 db-upgrade: install ## apply migrations (DATABASE_URL, or the embedded database)
 	$(BIN)/agentserver db upgrade

@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     local_model: str = "qwen2.5-coder-0.5b"
     local_model_threads: int | None = None  # unset: one per core, less one kept for the API
     local_model_context: int = Field(default=8192, ge=512)
+    # Longest answer the embedded model may write: a small model can loop, and on a CPU every token costs.
+    local_model_max_tokens: int = Field(default=1024, ge=16)
     # How tools are called on the embedded model and OpenAI-compatible servers: `constrained` asks a
     # schema-constrained "which tool, if any" first (arguments valid by construction); `native` sends the tool
     # definitions as usual. `auto`: constrained on the embedded model, native elsewhere.

@@ -21,21 +21,70 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall, ToolCallChunk
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    SystemMessage,
+    ToolCall,
+    ToolCallChunk,
+    ToolMessage,
+)
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 
 from agentserver.llm import constrained
-from agentserver.llm.toolcalls import ToolCallGuard, Verdict, apology_for, judge, last_user_text
+from agentserver.llm.toolcalls import ToolCallGuard, Verdict, apology_for, is_korean, judge, last_user_text
 
 ToolCalling = Literal["native", "constrained"]
+ANSWER_FROM_RESULTS = (
+    "Now reply to the user's latest message in plain English sentences, using these results (state numbers "
+    "exactly). If a tool reported an error, tell the user plainly that it could not be done; do not guess."
+)
+ANSWER_FROM_RESULTS_KO = (
+    "이제 위 결과를 사용해 사용자의 마지막 메시지에 한국어 문장으로 답하세요 (숫자는 그대로 쓰세요). "
+    "도구가 오류를 보고했다면 그 일을 할 수 없었다고 분명히 말하고, 추측하지 마세요."
+)
 # Request fields that only make sense with tool definitions in the request.
 _TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 
 
 def _without_tools(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if key not in _TOOL_FIELDS}
+
+
+def tool_results_as_text(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The conversation with tool exchanges written as plain notes, for the answer after a tool ran.
+
+    Shown its own tool calls in the chat template's `<tool_call>` JSON, a small model answers in JSON too
+    (and calls the tool again with its own result). Given the results as a note that ends with what to do
+    (in the user's language), it answers in sentences.
+    """
+    calls = {call["id"]: call for m in messages if isinstance(m, AIMessage) for call in m.tool_calls}
+    out: list[BaseMessage] = []
+    notes: list[str] = []
+    for message in messages:
+        if isinstance(message, ToolMessage):
+            call = calls.get(message.tool_call_id)
+            name = call["name"] if call else (message.name or "tool")
+            args = ", ".join(str(v) for v in call["args"].values()) if call else ""
+            result = message.content if isinstance(message.content, str) else str(message.content)
+            notes.append(f"- {name}({args}) → {result}")
+            continue
+        if notes:
+            out.append(SystemMessage("Tool results:\n" + "\n".join(notes)))
+            notes = []
+        if isinstance(message, AIMessage) and message.tool_calls:
+            if message.content:
+                out.append(AIMessage(message.content))
+            continue
+        out.append(message)
+    if notes:
+        korean = is_korean(last_user_text(messages))
+        instruction = ANSWER_FROM_RESULTS_KO if korean else ANSWER_FROM_RESULTS
+        out.append(SystemMessage("Tool results:\n" + "\n".join(notes) + "\n\n" + instruction))
+    return out
 
 
 def _call_chunks(calls: Sequence[ToolCall]) -> list[ToolCallChunk]:
@@ -82,6 +131,13 @@ class TolerantChatOpenAI(ChatOpenAI):
     def _answer_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return _without_tools(kwargs) if self.tool_calling == "constrained" else kwargs
 
+    def _answer_messages(self, messages: list[BaseMessage]) -> list[BaseMessage]:
+        return tool_results_as_text(messages) if self.tool_calling == "constrained" else messages
+
+    def _answer_tools(self, tools: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+        """Tools an answer may still call: none in constrained mode (one decision per user message)."""
+        return () if self.tool_calling == "constrained" else tools
+
     # --- non-streaming ------------------------------------------------------------------------------------------
     async def _agenerate(
         self,
@@ -100,12 +156,13 @@ class TolerantChatOpenAI(ChatOpenAI):
             decided = True
             if call is not None:
                 return _result(AIMessage(content="", tool_calls=[call], usage_metadata=usage))
-        result = await super()._agenerate(messages, stop, run_manager, **self._answer_kwargs(kwargs))
+        answer_messages = self._answer_messages(messages)
+        result = await super()._agenerate(answer_messages, stop, run_manager, **self._answer_kwargs(kwargs))
         generation = result.generations[0]
         message = generation.message
         if not isinstance(message, AIMessage) or message.tool_calls or not isinstance(message.content, str):
             return result
-        judgement = judge(message.content, tools)
+        judgement = judge(message.content, self._answer_tools(tools))
         usage = _merge_usage(usage, message.usage_metadata)
         if judgement.verdict is Verdict.TEXT:
             fixed = message.model_copy(update={"usage_metadata": usage})
@@ -129,8 +186,8 @@ class TolerantChatOpenAI(ChatOpenAI):
         usage: UsageMetadata | None,
         decided: bool,
     ) -> AIMessage:
-        """A broken tool call: ask once for a constrained decision (unless one was just made), else apologise."""
-        if not decided:
+        """A broken tool call: ask once for a constrained decision (unless one was made), else apologise."""
+        if not decided and self.tool_calling == "native":
             call, more = await self._decide(messages, tools, kwargs)
             usage = _merge_usage(usage, more)
             if call is not None:
@@ -160,9 +217,10 @@ class TolerantChatOpenAI(ChatOpenAI):
                 return
             if usage is not None:
                 yield _chunk(AIMessageChunk(content="", usage_metadata=usage))
-        guard = ToolCallGuard(tools)
+        guard = ToolCallGuard(self._answer_tools(tools))
         last: AIMessageChunk | None = None
-        async for chunk in super()._astream(messages, stop, None, **self._answer_kwargs(kwargs)):
+        answer_messages = self._answer_messages(messages)
+        async for chunk in super()._astream(answer_messages, stop, None, **self._answer_kwargs(kwargs)):
             message = chunk.message
             if not isinstance(message, AIMessageChunk) or message.tool_call_chunks:
                 yield chunk  # the server parsed a tool call itself
@@ -186,7 +244,7 @@ class TolerantChatOpenAI(ChatOpenAI):
                 _empty_like(template, content=judgement.content, tool_call_chunks=_call_chunks(judgement.calls))
             )
             return
-        if not decided:
+        if not decided and self.tool_calling == "native":
             call, usage = await self._decide(messages, tools, kwargs)
             if call is not None:
                 yield _chunk(

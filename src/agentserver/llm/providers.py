@@ -161,6 +161,7 @@ def build_chat_model(
                 base_url=local_base_url,
                 api_key=SecretStr(local_api_key),
                 tool_calling="native" if settings.tool_calling == "native" else "constrained",
+                max_tokens=settings.local_model_max_tokens,
                 # A slow local answer is not a network fault: retrying only queues the same work again.
                 # The overall deadline (LLM_DEADLINE_SECONDS) still bounds it.
                 timeout=local_timeout,

@@ -27,25 +27,22 @@ MAX_FACT_CHARS = 160
 MAX_FACTS = 5
 MAX_KNOWN_MEMORIES = 10
 
-EXTRACTION_PROMPT = """You keep a long-term memory of facts about the user. Read the user's message and pick out
-what the user states about themselves: their name, where they live, their work or studies, family, pets,
-preferences and dislikes, diet, health, plans and goals.
+EXTRACTION_PROMPT = """You keep a long-term memory about the user. Rewrite each thing the user's message states about
+the user themselves (name, home, work, family, pets, likes and dislikes, diet, health, plans) as one short
+sentence in the third person: in English it starts with "User", in Korean with "사용자는". Keep the user's own
+words and add nothing: no guesses, no details the message does not give. Skip what "Already known" lists.
 
-Rules:
-- Each fact is one short sentence in the third person: in English it starts with "User", in Korean with "사용자는".
-- Use only what the message itself says. Never add, guess or generalise.
-- Questions, requests, greetings and small talk state no fact: return an empty list for them.
-- Skip facts listed under "Already known".
-- Write each fact in the language of the message.
-
-Answer with JSON only, in this shape: {"memory": [{"id": "0", "text": "<fact>"}]}.
-With nothing to keep, answer {"memory": []}."""
+Answer with JSON only: {"memory": [{"id": "0", "text": "<one sentence>"}]}"""
 
 RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "memory": {
             "type": "array",
+            # Only messages that state something about the user are sent (`worth_extracting`): asking for at
+            # least one item keeps a small model from answering an empty list out of caution; the filter drops
+            # whatever it makes up.
+            "minItems": 1,
             "maxItems": MAX_FACTS,
             "items": {
                 "type": "object",
@@ -91,7 +88,7 @@ _KO_REQUEST_ENDINGS = (
 )
 
 _STOPWORDS = frozenset(
-    "user users the a an is are was were be been am in on at of to for and or with from by as has have had "
+    "user users said the a an is are was were be been am in on at of to for and or with from by as has have had "
     "their they them his her he she it its this that these those very really also not no do does did "
     "사용자 사용자는 사용자의 사용자가".split()
 )
@@ -217,6 +214,31 @@ def _grounded(token: str, source_words: set[str], source_text: str) -> bool:
     return len(stem) >= 3 and any(word.startswith(stem) for word in source_words)
 
 
+_GREETING = re.compile(
+    r"^(?:hi|hello|hey|good (?:morning|afternoon|evening)|안녕하세요|안녕|반갑습니다|반가워요)\b[\s,!.~]*",
+    re.IGNORECASE,
+)
+_FIRST_PERSON_START = re.compile(
+    r"^(?:i|i'm|i've|my|we|our)\b|^(?:저|제|나|내|난|전|저희|우리)(?:는|가|의|도)?\s", re.IGNORECASE
+)
+_THIRD_PERSON_START = re.compile(r"^(?:user|the user)\b|^사용자", re.IGNORECASE)
+
+
+def _sentences(text: str) -> list[str]:
+    """Split at sentence ends: a stored memory is never more than one sentence."""
+    parts = re.split(r"(?<=[.!?。])\s+", " ".join(text.split()))
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _as_memory(sentence: str) -> str:
+    """A sentence as a memory: greetings cut, and the user's own first-person words marked as theirs."""
+    sentence = _GREETING.sub("", sentence).strip()
+    if _FIRST_PERSON_START.match(sentence) and not _THIRD_PERSON_START.match(sentence):
+        # A small model often copies the user's words instead of rewriting them: still true, if attributed.
+        return f"User said: {sentence}"
+    return sentence
+
+
 def filter_facts(
     facts: Sequence[str], user_message: str, assistant_message: str = "", known: Sequence[str] = ()
 ) -> list[str]:
@@ -226,22 +248,24 @@ def filter_facts(
     assistant = " ".join(assistant_message.split()).lower()
     seen = {" ".join(fact.split()).lower() for fact in known}
     kept: list[str] = []
-    for raw in facts:
-        fact = " ".join(raw.split())
+    candidates = [_as_memory(sentence) for raw in facts if "\n" not in raw.strip() for sentence in _sentences(raw)]
+    for fact in candidates:
         lowered = fact.lower()
         if not fact or len(fact) > MAX_FACT_CHARS or lowered in seen:
             continue
-        if "?" in fact or "\n" in raw or _REQUEST_WORDS.search(fact):
+        if "?" in fact or _REQUEST_WORDS.search(fact):
             continue
-        if re.search(r"[.!。]\s+\S", fact) or lowered.startswith(("assistant", "the assistant", "어시스턴트")):
-            continue  # several sentences, or about the assistant
+        if not _THIRD_PERSON_START.match(fact):
+            continue  # not about the user (an assistant's remark, a general statement, a guess)
         content = [token for token in _tokens(fact) if token not in _STOPWORDS and len(token) >= 2]
         if not content:
             continue
         grounded = sum(1 for token in content if _grounded(token, source_words, source_text))
-        if grounded == 0 or grounded * 2 < len(content):
+        # Korean inflects stems (살아요 / 산다), so half the words suffice there; two thirds elsewhere.
+        needed = 0.5 if is_korean(fact) else 2 / 3
+        if grounded == 0 or grounded < len(content) * needed:
             continue  # words the user never wrote: invented, or taken from the assistant
-        body = lowered.removeprefix("user").strip()
+        body = lowered.removeprefix("user said:").removeprefix("user").strip()
         if assistant and len(body) >= 12 and body in assistant and body not in source_text:
             continue
         seen.add(lowered)
