@@ -53,7 +53,7 @@ def _eval_data_dir() -> Path:
 
 
 @contextmanager
-def served(local_model: str | None) -> Iterator[str]:
+def served(local_model: str | None, overrides: dict[str, str] | None = None) -> Iterator[str]:
     """`agentserver serve` on a free loopback port until the block ends."""
     port = _free_port()
     env = {
@@ -64,6 +64,7 @@ def served(local_model: str | None) -> Iterator[str]:
         "PASSWORD_HASH_TIME_COST": "1",
         "PASSWORD_HASH_MEMORY_KIB": "1024",
     }
+    env.update(overrides or {})
     if local_model:
         env["LOCAL_MODEL"] = local_model
     agentserver = str(Path(sys.executable).parent / "agentserver")

@@ -17,7 +17,7 @@ _UNREACHABLE = re.compile(
     r"없|못|불가|실패|오류|연결|접속|이용할 수|확인할 수",
     re.IGNORECASE,
 )
-_TEMPERATURE = re.compile(r"-?\d+(?:\.\d+)?\s*(?:°|º|도\b|degrees?)", re.IGNORECASE)
+_TEMPERATURE = re.compile(r"-?\d+(?:\.\d+)?\s*(?:°|º|도|degrees?)", re.IGNORECASE)
 
 
 def prose(text: str) -> str:

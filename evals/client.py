@@ -123,7 +123,7 @@ class EvalClient:
         match = _QUEUE_DEPTH.search(response.text)
         return float(match.group(1)) if match else None
 
-    async def settle_memory(self, limit_seconds: float = 180.0, fallback_wait: float = 20.0) -> float:
+    async def settle_memory(self, limit_seconds: float = 600.0, fallback_wait: float = 20.0) -> float:
         """Wait until memory extraction has caught up (queue empty twice in a row); returns the seconds waited."""
         started = time.perf_counter()
         if await self.queue_depth() is None:

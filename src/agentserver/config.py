@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     local_model_context: int = Field(default=8192, ge=512)
     # Longest answer the embedded model may write: a small model can loop, and on a CPU every token costs.
     local_model_max_tokens: int = Field(default=1024, ge=16)
+    # Low: a small model strays at llama.cpp's default (0.8). Tool decisions always use 0.
+    local_model_temperature: float = Field(default=0.2, ge=0, le=2)
     # How tools are called on the embedded model and OpenAI-compatible servers: `constrained` asks a
     # schema-constrained "which tool, if any" first (arguments valid by construction); `native` sends the tool
     # definitions as usual. `auto`: constrained on the embedded model, native elsewhere.

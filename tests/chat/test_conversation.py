@@ -81,7 +81,7 @@ class TestChat:
         assert prompt[1:3] == ["hi", "Hello!"]
         assert prompt[3].startswith("# Current time\n20")
         assert "# What you remember about this user\n(nothing yet)" in prompt[3]
-        assert prompt[3].endswith("answer in Korean (한국어로 답하세요).\n")
+        assert prompt[3].endswith("# Language\nAnswer in Korean. 한국어로 답하세요.\n")
         assert prompt[4] == "안녕하세요"
 
     async def test_the_instructions_are_the_same_for_every_user_and_turn(

@@ -10,7 +10,7 @@ from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import SecretStr
 
-from agentserver.llm.chat_openai import TolerantChatOpenAI
+from agentserver.llm.chat_openai import TolerantChatOpenAI, tool_failure_reply, tool_results_as_text
 from agentserver.llm.toolcalls import (
     APOLOGY_EN,
     APOLOGY_KO,
@@ -451,3 +451,46 @@ class TestConstrainedToolCalling:
         assert [("response_format" in r.body, "tools" in r.body) for r in stub.requests_for("small")] == [
             (False, False)
         ]
+
+
+class TestAnswerAfterTools:
+    def history(self, result: str, status: str = "success") -> list[Any]:
+        return [
+            HumanMessage("What is 6*7?", id="h1"),
+            AIMessage("", tool_calls=[{"name": "calculator", "args": {"expression": "6*7"}, "id": "c1"}]),
+            ToolMessage(result, tool_call_id="c1", name="calculator", status=status),
+        ]
+
+    def test_the_result_is_written_next_to_the_question(self) -> None:
+        folded = tool_results_as_text(self.history("42"))
+
+        assert [(type(m).__name__, m.content) for m in folded] == [
+            ("HumanMessage", "What is 6*7?\n\n(Tool result: calculator(6*7) → 42)")
+        ]
+
+    def test_a_turn_whose_tools_all_failed_gets_a_plain_reply(self) -> None:
+        history = self.history("Error: division by zero", status="error")
+
+        assert (
+            tool_failure_reply(history) == "Sorry, the calculator could not complete that request (division by zero)."
+        )
+
+    def test_an_unreachable_service_is_said_so_in_korean(self) -> None:
+        history = [
+            HumanMessage("부산 날씨 어때?"),
+            AIMessage("", tool_calls=[{"name": "get_weather", "args": {"location": "부산"}, "id": "w1"}]),
+            ToolMessage(
+                "Error: weather service unavailable: it cannot be reached.",
+                tool_call_id="w1",
+                name="get_weather",
+                status="error",
+            ),
+        ]
+
+        assert (
+            tool_failure_reply(history)
+            == "죄송합니다. 지금은 날씨 서비스에 연결할 수 없어 답을 드릴 수 없습니다. 잠시 후 다시 시도해 주세요."
+        )
+
+    def test_a_successful_tool_means_the_model_answers(self) -> None:
+        assert tool_failure_reply(self.history("42")) is None

@@ -25,7 +25,7 @@ from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
-    SystemMessage,
+    HumanMessage,
     ToolCall,
     ToolCallChunk,
     ToolMessage,
@@ -38,14 +38,6 @@ from agentserver.llm import constrained
 from agentserver.llm.toolcalls import ToolCallGuard, Verdict, apology_for, is_korean, judge, last_user_text
 
 ToolCalling = Literal["native", "constrained"]
-ANSWER_FROM_RESULTS = (
-    "Now reply to the user's latest message in plain English sentences, using these results (state numbers "
-    "exactly). If a tool reported an error, tell the user plainly that it could not be done; do not guess."
-)
-ANSWER_FROM_RESULTS_KO = (
-    "이제 위 결과를 사용해 사용자의 마지막 메시지에 한국어 문장으로 답하세요 (숫자는 그대로 쓰세요). "
-    "도구가 오류를 보고했다면 그 일을 할 수 없었다고 분명히 말하고, 추측하지 마세요."
-)
 # Request fields that only make sense with tool definitions in the request.
 _TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 
@@ -55,36 +47,65 @@ def _without_tools(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def tool_results_as_text(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-    """The conversation with tool exchanges written as plain notes, for the answer after a tool ran.
+    """The conversation with each tool exchange folded into the user message it answered, as a plain note.
 
-    Shown its own tool calls in the chat template's `<tool_call>` JSON, a small model answers in JSON too
-    (and calls the tool again with its own result). Given the results as a note that ends with what to do
-    (in the user's language), it answers in sentences.
+    Shown its own tool calls in the chat template's `<tool_call>` JSON, a small model answers in JSON too (and
+    calls the tool again with its own result); given a trailing instruction, it repeats the instruction. With the
+    result written next to the question, it answers the question. Earlier turns are folded the same way, so the
+    prompt of one turn is the cached prefix of the next.
     """
     calls = {call["id"]: call for m in messages if isinstance(m, AIMessage) for call in m.tool_calls}
     out: list[BaseMessage] = []
-    notes: list[str] = []
     for message in messages:
         if isinstance(message, ToolMessage):
             call = calls.get(message.tool_call_id)
             name = call["name"] if call else (message.name or "tool")
             args = ", ".join(str(v) for v in call["args"].values()) if call else ""
             result = message.content if isinstance(message.content, str) else str(message.content)
-            notes.append(f"- {name}({args}) → {result}")
+            asked = next((i for i in range(len(out) - 1, -1, -1) if isinstance(out[i], HumanMessage)), None)
+            if asked is not None:
+                question = out[asked]
+                text = question.content if isinstance(question.content, str) else str(question.content)
+                out[asked] = HumanMessage(f"{text}\n\n(Tool result: {name}({args}) → {result})", id=question.id)
             continue
-        if notes:
-            out.append(SystemMessage("Tool results:\n" + "\n".join(notes)))
-            notes = []
         if isinstance(message, AIMessage) and message.tool_calls:
             if message.content:
                 out.append(AIMessage(message.content))
             continue
         out.append(message)
-    if notes:
-        korean = is_korean(last_user_text(messages))
-        instruction = ANSWER_FROM_RESULTS_KO if korean else ANSWER_FROM_RESULTS
-        out.append(SystemMessage("Tool results:\n" + "\n".join(notes) + "\n\n" + instruction))
     return out
+
+
+_SERVICES = {
+    "get_weather": ("the weather service", "날씨 서비스"),
+    "web_search": ("the web search service", "웹 검색 서비스"),
+    "calculator": ("the calculator", "계산기"),
+}
+
+
+def tool_failure_reply(messages: Sequence[BaseMessage]) -> str | None:
+    """A plain answer when every tool of the current turn failed; None when one succeeded (or none ran).
+
+    A small model told "the service is unreachable" still invents a forecast; the user gets the truth instead.
+    """
+    results: list[ToolMessage] = []
+    for message in reversed(messages):
+        if not isinstance(message, ToolMessage):
+            break
+        results.append(message)
+    if not results or any(result.status != "error" for result in results):
+        return None
+    name = results[0].name or ""
+    english, korean = _SERVICES.get(name, (f"the {name} tool", f"{name} 도구"))
+    detail = str(results[0].content).removeprefix("Error: ").split(". ")[0]
+    unreachable = any(word in detail for word in ("unavailable", "cannot be reached", "timed out"))
+    if is_korean(last_user_text(messages)):
+        if unreachable:
+            return f"죄송합니다. 지금은 {korean}에 연결할 수 없어 답을 드릴 수 없습니다. 잠시 후 다시 시도해 주세요."
+        return f"죄송합니다. {korean}로 요청을 처리하지 못했습니다 ({detail})."
+    if unreachable:
+        return f"Sorry, {english} cannot be reached right now, so I can't answer that. Please try again later."
+    return f"Sorry, {english} could not complete that request ({detail})."
 
 
 def _call_chunks(calls: Sequence[ToolCall]) -> list[ToolCallChunk]:
@@ -118,12 +139,13 @@ class TolerantChatOpenAI(ChatOpenAI):
             max_tokens=constrained.DECISION_MAX_TOKENS,
             temperature=0,
         )
-        prompt = constrained.decision_messages(tools, last_user_text(messages))
+        user_text = last_user_text(messages)
+        prompt = constrained.decision_messages(tools, user_text)
         result = await super()._agenerate(prompt, None, None, **request)
         message = result.generations[0].message
         text = message.content if isinstance(message.content, str) else ""
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
-        return constrained.parse_decision(text, tools), usage
+        return constrained.parse_decision(text, tools, user_text), usage
 
     def _decides_first(self, messages: list[BaseMessage], tools: Sequence[dict[str, Any]] | None) -> bool:
         return bool(tools) and self.tool_calling == "constrained" and constrained.latest_user_text(messages) is not None
@@ -156,6 +178,9 @@ class TolerantChatOpenAI(ChatOpenAI):
             decided = True
             if call is not None:
                 return _result(AIMessage(content="", tool_calls=[call], usage_metadata=usage))
+        failure = tool_failure_reply(messages) if self.tool_calling == "constrained" else None
+        if failure is not None:
+            return _result(AIMessage(content=failure))
         answer_messages = self._answer_messages(messages)
         result = await super()._agenerate(answer_messages, stop, run_manager, **self._answer_kwargs(kwargs))
         generation = result.generations[0]
@@ -217,6 +242,10 @@ class TolerantChatOpenAI(ChatOpenAI):
                 return
             if usage is not None:
                 yield _chunk(AIMessageChunk(content="", usage_metadata=usage))
+        failure = tool_failure_reply(messages) if self.tool_calling == "constrained" else None
+        if failure is not None:
+            yield _chunk(AIMessageChunk(content=failure))
+            return
         guard = ToolCallGuard(self._answer_tools(tools))
         last: AIMessageChunk | None = None
         answer_messages = self._answer_messages(messages)

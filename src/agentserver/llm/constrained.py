@@ -151,8 +151,20 @@ def decision_messages(tools: Sequence[dict[str, Any]], user_text: str) -> list[B
     return [SystemMessage(instructions(tools)), HumanMessage(user_text[:MAX_DECISION_MESSAGE_CHARS])]
 
 
-def parse_decision(text: str, tools: Sequence[dict[str, Any]]) -> ToolCall | None:
-    """The tool call the decision names (checked again against the schema), or None for "no tool"/garbage."""
+def _copied_from_examples(args: dict[str, Any], user_text: str) -> bool:
+    """An argument taken from the prompt's examples rather than the message (the weather in "Rome" for anything)."""
+    seen = {
+        str(value).lower() for examples in _EXAMPLES.values() for _, example in examples for value in example.values()
+    }
+    message = user_text.lower()
+    return any(str(value).lower() in seen and str(value).lower() not in message for value in args.values())
+
+
+def parse_decision(text: str, tools: Sequence[dict[str, Any]], user_text: str | None = None) -> ToolCall | None:
+    """The tool call the decision names (checked again against the schema), or None for "no tool"/garbage.
+
+    With `user_text`, a decision whose arguments were copied from the prompt's examples counts as no tool.
+    """
     try:
         value = json.loads(text)
     except ValueError:
@@ -165,5 +177,7 @@ def parse_decision(text: str, tools: Sequence[dict[str, Any]]) -> ToolCall | Non
         return None
     args = value.get("arguments")
     if not isinstance(args, dict) or not valid_arguments(args, schemas[name]):
+        return None
+    if user_text is not None and _copied_from_examples(args, user_text):
         return None
     return ToolCall(name=name, args=args, id=f"call_{uuid.uuid4().hex[:24]}", type="tool_call")

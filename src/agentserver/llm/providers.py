@@ -162,6 +162,7 @@ def build_chat_model(
                 api_key=SecretStr(local_api_key),
                 tool_calling="native" if settings.tool_calling == "native" else "constrained",
                 max_tokens=settings.local_model_max_tokens,
+                temperature=settings.local_model_temperature,
                 # A slow local answer is not a network fault: retrying only queues the same work again.
                 # The overall deadline (LLM_DEADLINE_SECONDS) still bounds it.
                 timeout=local_timeout,

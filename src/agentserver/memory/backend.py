@@ -55,6 +55,7 @@ mem0.utils.spacy_models._load_failed_lemma = True
 
 OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 OPENAI_EMBEDDING_DIMENSIONS = 1536
+BACKGROUND_WAIT_SECONDS = 3600.0
 _SCHEMA_LOCK = 7_312_004_201  # pg_advisory_xact_lock key: concurrent processes create the table once
 
 
@@ -301,7 +302,9 @@ async def start_memory(
         await asyncio.to_thread(pool.open, wait=True, timeout=settings.database_connect_timeout_seconds)
         stack.push_async_callback(asyncio.to_thread, pool.close)
         await asyncio.to_thread(ensure_schema, pool, table)
-        llm = LangChainExtractionLLM(model, asyncio.get_running_loop(), timeout=settings.llm_deadline_seconds)
+        # The model call itself is bounded by LLM_DEADLINE_SECONDS once it starts; on the embedded model it first
+        # waits for chat to go quiet (llm/priority.py), which under steady chat can take long: bound only that.
+        llm = LangChainExtractionLLM(model, asyncio.get_running_loop(), timeout=BACKGROUND_WAIT_SECONDS)
         memory = await asyncio.to_thread(build_async_memory, pool, table, embedder, llm)
         service = MemoryService(memory, MemoryStore(pool, table), settings)
         service.start()

@@ -230,12 +230,55 @@ def _sentences(text: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
+_EN_SUBJECT = [
+    (re.compile(r"^(?:i am|i'm)\b", re.IGNORECASE), "User is"),
+    (re.compile(r"^(?:i have|i've)\b", re.IGNORECASE), "User has"),
+    (re.compile(r"^i was\b", re.IGNORECASE), "User was"),
+    (re.compile(r"^my\b", re.IGNORECASE), "User's"),
+]
+_EN_VERB = re.compile(r"^i (\w+)\b", re.IGNORECASE)
+_EN_OBJECT = [(re.compile(r"\bmy\b", re.IGNORECASE), "their"), (re.compile(r"\bme\b", re.IGNORECASE), "them")]
+_KO_SUBJECT = [
+    (re.compile(r"^(?:저|나)(?:는|도)?\s"), "사용자는 "),
+    (re.compile(r"^(?:제가|내가)\s"), "사용자가 "),
+    (re.compile(r"^(?:제|내|저의|나의|저희|우리)\s"), "사용자의 "),
+]
+
+
+def _third_person_verb(verb: str) -> str:
+    if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
+        return verb + "es"
+    if verb.endswith("y") and len(verb) > 1 and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+def third_person(sentence: str) -> str | None:
+    """The user's own sentence about themselves in the third person ("I live in X" → "User lives in X")."""
+    for pattern, replacement in _KO_SUBJECT:
+        if pattern.match(sentence):
+            return pattern.sub(replacement, sentence, count=1)
+    for pattern, replacement in _EN_SUBJECT:
+        if pattern.match(sentence):
+            rest = pattern.sub(replacement, sentence, count=1)
+            break
+    else:
+        verb = _EN_VERB.match(sentence)
+        if verb is None:
+            return None
+        rest = f"User {_third_person_verb(verb.group(1).lower())}" + sentence[verb.end() :]
+    head, tail = rest[:7], rest[7:]
+    for pattern, replacement in _EN_OBJECT:
+        tail = pattern.sub(replacement, tail)
+    return head + tail
+
+
 def _as_memory(sentence: str) -> str:
-    """A sentence as a memory: greetings cut, and the user's own first-person words marked as theirs."""
+    """A sentence as a memory: greetings cut, the user's own first-person words turned into a fact about them."""
     sentence = _GREETING.sub("", sentence).strip()
     if _FIRST_PERSON_START.match(sentence) and not _THIRD_PERSON_START.match(sentence):
-        # A small model often copies the user's words instead of rewriting them: still true, if attributed.
-        return f"User said: {sentence}"
+        # A small model often copies the user's words instead of rewriting them: still true, once rewritten.
+        return third_person(sentence) or f"User said: {sentence}"
     return sentence
 
 

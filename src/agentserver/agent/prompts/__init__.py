@@ -34,9 +34,9 @@ def language_rule(latest_user_message: str) -> str:
     letters = [ch for ch in latest_user_message if ch.isalpha()]
     hangul = sum(1 for ch in letters if _HANGUL.match(ch))
     if letters and hangul * 2 >= len(letters):
-        return "The user's latest message is in Korean: answer in Korean (한국어로 답하세요)."
+        return "Answer in Korean. 한국어로 답하세요."
     if letters and all(ch.isascii() for ch in letters):
-        return "The user's latest message is in English: answer in English."
+        return "Answer in English."
     return "Answer in the language of the user's latest message."
 
 
