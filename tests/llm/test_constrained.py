@@ -23,6 +23,12 @@ def get_weather(location: str) -> str:
     return "sunny"
 
 
+@tool
+def web_search(query: str) -> str:
+    """Search the web for current information."""
+    return "nothing"
+
+
 TOOLS = [convert_to_openai_tool(calculator), convert_to_openai_tool(get_weather)]
 
 
@@ -91,3 +97,28 @@ class TestParseDecision:
 
     def test_text_that_is_not_json_is_no_call(self) -> None:
         assert constrained.parse_decision("calculator please", TOOLS) is None
+
+    def test_arguments_copied_from_the_examples_are_no_call(self) -> None:
+        decision = json.dumps({"tool": "get_weather", "arguments": {"location": "Rome"}})
+
+        assert constrained.parse_decision(decision, TOOLS, "Which city do I live in?") is None
+
+    def test_an_example_argument_the_user_wrote_is_kept(self) -> None:
+        decision = json.dumps({"tool": "get_weather", "arguments": {"location": "Rome"}})
+
+        call = constrained.parse_decision(decision, TOOLS, "Weather in Rome?")
+        assert call is not None
+        assert call["args"] == {"location": "Rome"}
+
+    def test_a_search_with_a_copied_query_searches_for_the_message(self) -> None:
+        search = convert_to_openai_tool(web_search)
+        decision = json.dumps({"tool": "web_search", "arguments": {"query": "electric cars news"}})
+
+        call = constrained.parse_decision(decision, [search], "오늘 주요 뉴스 찾아줘")
+        assert call is not None
+        assert call["args"] == {"query": "오늘 주요 뉴스 찾아줘"}
+
+    def test_a_tool_the_message_gives_no_cue_for_is_no_call(self) -> None:
+        decision = json.dumps({"tool": "get_weather", "arguments": {"location": "Paris"}})
+
+        assert constrained.parse_decision(decision, TOOLS, "What is the capital of France?") is None

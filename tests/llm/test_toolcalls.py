@@ -10,7 +10,12 @@ from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import SecretStr
 
-from agentserver.llm.chat_openai import TolerantChatOpenAI, tool_failure_reply, tool_results_as_text
+from agentserver.llm.chat_openai import (
+    TolerantChatOpenAI,
+    checked_tool_answer,
+    tool_failure_reply,
+    tool_results_as_text,
+)
 from agentserver.llm.toolcalls import (
     APOLOGY_EN,
     APOLOGY_KO,
@@ -494,3 +499,15 @@ class TestAnswerAfterTools:
 
     def test_a_successful_tool_means_the_model_answers(self) -> None:
         assert tool_failure_reply(self.history("42")) is None
+
+    def test_an_answer_with_the_calculators_number_is_kept(self) -> None:
+        assert checked_tool_answer("6*7 is 42.", self.history("42")) == "6*7 is 42."
+
+    def test_an_answer_with_a_different_number_gets_the_result_instead(self) -> None:
+        assert checked_tool_answer("6*7 is 40.", self.history("42")) == "6*7 = 42"
+
+    def test_an_answer_that_repeats_the_note_gets_the_result_instead(self) -> None:
+        history = self.history("42")
+        history[0] = HumanMessage("6 곱하기 7은?")
+
+        assert checked_tool_answer("6 곱하기 7은?\n\n(Tool result: ...)", history) == "6*7의 결과는 42입니다."

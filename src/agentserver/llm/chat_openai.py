@@ -76,6 +76,52 @@ def tool_results_as_text(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     return out
 
 
+def _current_results(messages: Sequence[BaseMessage]) -> list[tuple[ToolMessage, ToolCall | None]]:
+    calls = {call["id"]: call for m in messages if isinstance(m, AIMessage) for call in m.tool_calls}
+    results: list[tuple[ToolMessage, ToolCall | None]] = []
+    for message in reversed(messages):
+        if not isinstance(message, ToolMessage):
+            break
+        results.append((message, calls.get(message.tool_call_id)))
+    return list(reversed(results))
+
+
+def _plain_number(text: str) -> str:
+    return text.replace(",", "").strip()
+
+
+def checked_tool_answer(answer: str, messages: Sequence[BaseMessage]) -> str:
+    """The answer after a tool ran, or a plain statement of the tool's result when the answer lost it.
+
+    A small model sometimes repeats the question and the result note instead of answering, or writes its own
+    (wrong) arithmetic next to the calculator's result; the user gets the result itself then.
+    """
+    results = _current_results(messages)
+    if not results:
+        return answer
+    parroted = "(Tool result" in answer or not answer.strip()
+    missing = [
+        (result, call)
+        for result, call in results
+        if call is not None
+        and call["name"] == "calculator"
+        and result.status != "error"
+        and _plain_number(str(result.content)) not in _plain_number(answer)
+    ]
+    if not parroted and not missing:
+        return answer
+    korean = is_korean(last_user_text(messages))
+    lines = []
+    for result, call in results:
+        content = str(result.content)
+        if call is not None and call["name"] == "calculator":
+            expression = str(call["args"].get("expression", ""))
+            lines.append(f"{expression} = {content}" if not korean else f"{expression}의 결과는 {content}입니다.")
+        else:
+            lines.append(content)
+    return "\n".join(lines)
+
+
 _SERVICES = {
     "get_weather": ("the weather service", "날씨 서비스"),
     "web_search": ("the web search service", "웹 검색 서비스"),
@@ -190,7 +236,10 @@ class TolerantChatOpenAI(ChatOpenAI):
         judgement = judge(message.content, self._answer_tools(tools))
         usage = _merge_usage(usage, message.usage_metadata)
         if judgement.verdict is Verdict.TEXT:
-            fixed = message.model_copy(update={"usage_metadata": usage})
+            content = judgement.content
+            if self.tool_calling == "constrained":
+                content = checked_tool_answer(content, messages)
+            fixed = message.model_copy(update={"content": content, "usage_metadata": usage})
         elif judgement.verdict is Verdict.CALLS:
             fixed = message.model_copy(
                 update={"content": judgement.content, "tool_calls": judgement.calls, "usage_metadata": usage}
@@ -245,6 +294,21 @@ class TolerantChatOpenAI(ChatOpenAI):
         failure = tool_failure_reply(messages) if self.tool_calling == "constrained" else None
         if failure is not None:
             yield _chunk(AIMessageChunk(content=failure))
+            return
+        if self.tool_calling == "constrained" and _current_results(messages):
+            # A short answer about a tool's result: judged whole before it is shown (see checked_tool_answer).
+            result = await self._agenerate(messages, stop, None, **kwargs)
+            final = result.generations[0].message
+            assert isinstance(final, AIMessage)
+            yield _chunk(
+                AIMessageChunk(
+                    content=final.content,
+                    tool_call_chunks=_call_chunks(final.tool_calls),
+                    usage_metadata=final.usage_metadata,
+                    response_metadata=final.response_metadata,
+                    id=final.id,
+                )
+            )
             return
         guard = ToolCallGuard(self._answer_tools(tools))
         last: AIMessageChunk | None = None

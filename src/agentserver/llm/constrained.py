@@ -15,6 +15,7 @@ last, so the server's prompt cache serves everything but the message itself.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -151,6 +152,34 @@ def decision_messages(tools: Sequence[dict[str, Any]], user_text: str) -> list[B
     return [SystemMessage(instructions(tools)), HumanMessage(user_text[:MAX_DECISION_MESSAGE_CHARS])]
 
 
+# What a message that needs a built-in tool always has: a decision for the tool without it is a small model's
+# guess (the capital of France looked up as the weather in Paris) and counts as no tool.
+_CUES: dict[str, re.Pattern[str]] = {
+    "calculator": re.compile(
+        r"\d|\b(?:plus|minus|times|divided|multipl\w*|squared|power|percent|sqrt|root)\b|더하|빼|곱|나누|제곱|퍼센트|루트",
+        re.IGNORECASE,
+    ),
+    "get_weather": re.compile(
+        r"\b(?:weather|rain\w*|snow\w*|temperature|forecast|sunny|cloudy|windy?|humid\w*|hot|cold)\b|"
+        r"날씨|기온|온도|비가|비 와|눈이|눈 와|바람|습도|덥|춥|맑",
+        re.IGNORECASE,
+    ),
+    "web_search": re.compile(
+        r"\b(?:search\w*|look up|google|find|news|latest|recent\w*|today'?s?|current\w*|now|prices?|headlines?)\b|"
+        r"검색|찾아|뉴스|최신|최근|오늘|요즘|현재|지금|가격|시세",
+        re.IGNORECASE,
+    ),
+}
+
+# Tools whose argument may be the user's whole message when the model copied an example instead.
+_MESSAGE_AS_ARGUMENT = {"web_search": "query"}
+
+
+def _max_length(schema: dict[str, Any], key: str) -> int:
+    value = ((schema.get("properties") or {}).get(key) or {}).get("maxLength")
+    return int(value) if isinstance(value, int) else MAX_DECISION_MESSAGE_CHARS
+
+
 def _copied_from_examples(args: dict[str, Any], user_text: str) -> bool:
     """An argument taken from the prompt's examples rather than the message (the weather in "Rome" for anything)."""
     seen = {
@@ -178,6 +207,12 @@ def parse_decision(text: str, tools: Sequence[dict[str, Any]], user_text: str | 
     args = value.get("arguments")
     if not isinstance(args, dict) or not valid_arguments(args, schemas[name]):
         return None
-    if user_text is not None and _copied_from_examples(args, user_text):
+    cue = _CUES.get(name)
+    if user_text is not None and cue is not None and not cue.search(user_text):
         return None
+    if user_text is not None and _copied_from_examples(args, user_text):
+        if name not in _MESSAGE_AS_ARGUMENT:
+            return None
+        # The right tool with an example's words: the user's own message is a faithful search query.
+        args = {_MESSAGE_AS_ARGUMENT[name]: user_text[: _max_length(schemas[name], _MESSAGE_AS_ARGUMENT[name])]}
     return ToolCall(name=name, args=args, id=f"call_{uuid.uuid4().hex[:24]}", type="tool_call")
