@@ -76,12 +76,16 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset(
     "user users the a an is are was were be been am in on at of to for and or with from by as has have had their "
     "they them his her he she it its this that named name called very really also".split()
-    + ["사용자", "사용자는", "사용자의", "사용자가"]
+    + ["사용자", "사용자는", "사용자의", "사용자가", "있습니다", "있어요", "있다", "합니다", "해요", "입니다", "예요"]
 )
 
 
 def grounded(memory: str, said: list[str]) -> bool:
-    """A memory is grounded when most of its words (or their stems) appear in what the user wrote."""
+    """A memory is grounded when at least half of its words (or their stems) appear in what the user wrote.
+
+    "User lives in Busan" from a user who never wrote "Busan" is not; "사용자는 광주에 살고 있습니다" from
+    "저는 광주에 살아요" is.
+    """
     if "?" in memory:
         return False  # a question is not a fact
     source = " ".join(said).lower()
@@ -94,7 +98,8 @@ def grounded(memory: str, said: list[str]) -> bool:
         if word in source_words:
             return True
         if _HANGUL.match(word):
-            return word[:2] in source
+            # Korean inflects stems (살아요 / 살고 / 산다): the first syllable is what a paraphrase keeps.
+            return word[:2] in source or word[0] in source
         stem = word[:4] if len(word) >= 5 else word
         return len(stem) >= 3 and any(w.startswith(stem) for w in source_words)
 

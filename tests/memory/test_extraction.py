@@ -12,6 +12,7 @@ from agentserver.memory.extraction import (
     EXTRACTION_PROMPT,
     RESPONSE_FORMAT,
     ExtractionRequest,
+    extraction_prompt,
     filter_facts,
     parse_facts,
     worth_extracting,
@@ -33,6 +34,10 @@ class TestPrompt:
         assert quoted == ["<one sentence>"]
         assert not re.search(r"\bUser (is|lives|likes|has|works)\b", EXTRACTION_PROMPT)
 
+    def test_asks_for_facts_in_the_language_of_the_message(self) -> None:
+        assert 'Write in English; each sentence starts with "User".' in extraction_prompt("I am Minji")
+        assert 'Write in Korean; each sentence starts with "사용자는".' in extraction_prompt("저는 민지예요")
+
     def test_the_answer_is_constrained_by_a_json_schema(self) -> None:
         schema = RESPONSE_FORMAT["json_schema"]["schema"]
 
@@ -44,7 +49,7 @@ class TestPrompt:
 
         system, user = request.prompt()
 
-        assert system.content == EXTRACTION_PROMPT
+        assert system.content == extraction_prompt("I am vegetarian")
         assert user.content == "Already known:\n- User said: hi\n\nThe user's message:\nI am vegetarian"
 
 
@@ -110,7 +115,15 @@ class TestFilter:
         assert filter_facts(["We love hiking."], "We love hiking.") == ["User said: We love hiking."]
 
     def test_korean_facts_match_inflected_words(self) -> None:
-        assert filter_facts(["사용자는 광주에 산다"], "저는 광주에 살아요") == ["사용자는 광주에 산다"]
+        facts = ["사용자는 광주에 산다", "사용자는 광주에 살고 있습니다."]
+
+        assert filter_facts(facts, "저는 광주에 살아요") == facts
+
+    def test_a_korean_fact_about_another_city_is_dropped(self) -> None:
+        assert filter_facts(["사용자는 서울에 산다"], "저는 광주에 살아요") == []
+
+    def test_a_greeting_is_no_fact(self) -> None:
+        assert filter_facts(["사용자는 안녕하세요! 오늘 기분이 좋네요."], "안녕하세요! 오늘 기분이 좋네요.") == []
 
     def test_known_facts_are_not_stored_again(self) -> None:
         assert filter_facts(["User likes tea"], "I like tea", known=["User likes tea"]) == []

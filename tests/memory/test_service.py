@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel, status_error
-from agentserver.memory.extraction import EXTRACTION_PROMPT
+from agentserver.memory.extraction import extraction_prompt
 from agentserver.memory.service import MemoryItem, MemoryService
 from tests.memory.conftest import extraction
 
@@ -118,7 +118,7 @@ class TestExtraction:
 
         system = scripted.prompts[0][0]
         assert isinstance(system, SystemMessage)
-        assert system.content == EXTRACTION_PROMPT
+        assert system.content == extraction_prompt("I am vegetarian")
 
 
 class TestIsolation:

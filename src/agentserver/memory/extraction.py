@@ -29,10 +29,14 @@ MAX_KNOWN_MEMORIES = 10
 
 EXTRACTION_PROMPT = """You keep a long-term memory about the user. Rewrite each thing the user's message states about
 the user themselves (name, home, work, family, pets, likes and dislikes, diet, health, plans) as one short
-sentence in the third person: in English it starts with "User", in Korean with "사용자는". Keep the user's own
-words and add nothing: no guesses, no details the message does not give. Skip what "Already known" lists.
+sentence in the third person. {language_rule} Keep the user's own words and add nothing: no guesses, no
+details the message does not give. Skip what "Already known" lists.
 
 Answer with JSON only: {"memory": [{"id": "0", "text": "<one sentence>"}]}"""
+LANGUAGE_RULES = {
+    "en": 'Write in English; each sentence starts with "User".',
+    "ko": 'Write in Korean; each sentence starts with "사용자는".',
+}
 
 RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -90,7 +94,7 @@ _KO_REQUEST_ENDINGS = (
 _STOPWORDS = frozenset(
     "user users said the a an is are was were be been am in on at of to for and or with from by as has have had "
     "their they them his her he she it its this that these those very really also not no do does did "
-    "사용자 사용자는 사용자의 사용자가".split()
+    "사용자 사용자는 사용자의 사용자가 있습니다 있어요 있다 합니다 해요 한다 입니다 이다 예요 이에요".split()
 )
 # Reports of what the user asked or requested are not facts about them.
 _REQUEST_WORDS = re.compile(
@@ -129,7 +133,7 @@ class ExtractionRequest:
     def prompt(self) -> list[BaseMessage]:
         known = "\n".join(f"- {fact}" for fact in self.known) or "(nothing yet)"
         return [
-            SystemMessage(EXTRACTION_PROMPT),
+            SystemMessage(extraction_prompt(self.user_message)),
             HumanMessage(f"Already known:\n{known}\n\nThe user's message:\n{self.user_message}"),
         ]
 
@@ -139,6 +143,12 @@ class ExtractionRequest:
         return json.dumps(
             {"memory": [{"id": str(i), "text": fact} for i, fact in enumerate(facts)]}, ensure_ascii=False
         )
+
+
+def extraction_prompt(user_message: str) -> str:
+    """The extraction instructions, asking for facts in the language of the user's message (never translated:
+    a translated fact no longer uses the user's words, and the filter rightly drops it)."""
+    return EXTRACTION_PROMPT.replace("{language_rule}", LANGUAGE_RULES["ko" if is_korean(user_message) else "en"])
 
 
 def _split_exchange(text: str) -> tuple[str, str]:
@@ -208,8 +218,9 @@ def _grounded(token: str, source_words: set[str], source_text: str) -> bool:
     if token in source_words:
         return True
     if _HANGUL.match(token):
-        # Korean attaches particles and endings to stems: 부산에 / 부산은, 살아요 / 살고.
-        return len(token) >= 2 and token[:2] in source_text
+        # Korean attaches particles and endings to stems: 부산에 / 부산은, 살아요 / 살고 / 산다 (irregular: the
+        # first syllable of a verb is the most a stem shares).
+        return token[:2] in source_text or (len(token) >= 2 and token[0] in source_text)
     stem = token[:4] if len(token) >= 5 else token
     return len(stem) >= 3 and any(word.startswith(stem) for word in source_words)
 
@@ -221,6 +232,7 @@ _GREETING = re.compile(
 _FIRST_PERSON_START = re.compile(
     r"^(?:i|i'm|i've|my|we|our)\b|^(?:저|제|나|내|난|전|저희|우리)(?:는|가|의|도)?\s", re.IGNORECASE
 )
+_THIRD_PERSON_SUBJECT = re.compile(r"^(?:the user|user)(?:'s| said:)?\s*|^사용자(?:는|가|의)?\s*", re.IGNORECASE)
 _THIRD_PERSON_START = re.compile(r"^(?:user|the user)\b|^사용자", re.IGNORECASE)
 
 
@@ -301,8 +313,8 @@ def filter_facts(
         if not _THIRD_PERSON_START.match(fact):
             continue  # not about the user (an assistant's remark, a general statement, a guess)
         content = [token for token in _tokens(fact) if token not in _STOPWORDS and len(token) >= 2]
-        if not content:
-            continue
+        if not content or _GREETING.fullmatch(_THIRD_PERSON_SUBJECT.sub("", fact).strip()):
+            continue  # nothing left but the subject, or a greeting
         grounded = sum(1 for token in content if _grounded(token, source_words, source_text))
         # Korean inflects stems (살아요 / 산다), so half the words suffice there; two thirds elsewhere.
         needed = 0.5 if is_korean(fact) else 2 / 3
