@@ -1,4 +1,4 @@
-"""A whole chat through the HTTP API on the real embedded model (Qwen2.5-Coder-0.5B, llama.cpp)."""
+"""A whole chat through the HTTP API on the real default embedded model (Qwen2.5-Coder-1.5B, llama.cpp)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class TestRealModelChat:
         assert second.status_code == 200, second.text
         assert "chul-soo" in second.json()["message"].lower().replace("chulsoo", "chul-soo")
         usage = second.json()["usage"]
-        assert usage["model"] == "qwen2.5-coder-0.5b"
+        assert usage["model"] == "qwen2.5-coder-1.5b"
         assert usage["input_tokens"] > 0
         assert usage["output_tokens"] > 0
 

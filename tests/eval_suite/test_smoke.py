@@ -29,5 +29,5 @@ class TestSmoke:
         assert [turn.error for turn in turns if turn.error] == []
         assert [turn.answer for turn in turns if checks.has_tool_json(turn.answer)] == []
         assert summary.main_account_false == []
-        # A 0.5B model is not perfect: at most one case of the ten may miss (see evals/results/ for the full run).
+        # A 1.5B model is not perfect: at most one case of the ten may miss (see evals/results/ for the full run).
         assert len(failed) <= 1, failed
