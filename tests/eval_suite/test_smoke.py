@@ -5,6 +5,8 @@ The full suite (`make eval`) records its figures in evals/results/; this keeps i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from evals import checks
 from evals.__main__ import evaluate, served
@@ -14,13 +16,14 @@ pytestmark = pytest.mark.llm
 
 
 @pytest.fixture(scope="module")
-def server_url() -> object:
+def server_url() -> Iterator[str]:
     # The embedded model and database, whatever the environment says (CI may export other settings).
     with served(None, {"LLM_PROVIDER": "local", "DATABASE_URL": "", "REDIS_URL": "", "LOCAL_MODEL": ""}) as url:
         yield url
 
 
 class TestSmoke:
+    @pytest.mark.timeout(900)  # ~2 min on 2 idle cores; a loaded CI machine is slower
     async def test_the_smoke_subset_passes(self, server_url: str) -> None:
         summary = await evaluate(server_url, smoke_cases())
 
