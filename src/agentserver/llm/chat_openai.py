@@ -7,8 +7,10 @@ Two ways to call tools (`tool_calling`):
   once (`llm.constrained`), and if that names no valid call either, the answer is a plain apology.
 - `constrained` (the embedded model): for a new user message, first a schema-constrained decision — no tool,
   or one bound tool with arguments valid by construction. Without a tool, the answer is generated with no tool
-  definitions in the prompt (a small model shown tools answers jokes with JSON). After a tool ran, the answer
-  is generated the same way, from the tool's result.
+  definitions in the prompt (a small model shown tools answers jokes with JSON). After a tool ran, its result
+  is written next to the question (`tool_results_as_text`) and the answer is generated the same way; when
+  every tool failed the user gets a plain "cannot be reached" (`tool_failure_reply`), and an answer that lost
+  the calculator's number gets the number (`checked_tool_answer`).
 
 Streaming goes through `ToolCallGuard`, so tool-call JSON never reaches a token stream. The parent's token
 callbacks are not passed down: LangChain reports tokens for what this class yields, after the guard.
