@@ -23,7 +23,15 @@ from typing import Any, Literal
 
 import structlog
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolCall, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -34,8 +42,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from agentserver.agent import summarize
-from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget
-from agentserver.agent.prompts import render_system_prompt
+from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget, turn_starts
+from agentserver.agent.prompts import SystemPrompt, render_system_prompt
 from agentserver.agent.state import AgentState, TurnContext
 from agentserver.agent.tools import run_tool_call
 from agentserver.cache import ResponseCache, request_key
@@ -67,6 +75,10 @@ class AgentDeps:
     # CACHE_ENABLED: answers keyed by the whole model request and the user (cache.py).
     cache: ResponseCache | None = None
     model_name: str = ""
+    # The per-turn context goes in its own system message right before the latest turn, so the static
+    # instructions and the conversation so far form a prefix the server can cache. Off for providers that
+    # only take one leading system message (Anthropic): the context is appended to the instructions.
+    context_in_place: bool = True
 
     @property
     def keep_turns(self) -> int:
@@ -77,6 +89,22 @@ def _last_ai(state: AgentState) -> AIMessage | None:
     messages = state.get("messages") or []
     last = messages[-1] if messages else None
     return last if isinstance(last, AIMessage) else None
+
+
+def _latest_user_text(messages: Sequence[AnyMessage]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.content if isinstance(message.content, str) else ""
+    return ""
+
+
+def model_input(prompt: SystemPrompt, history: Sequence[AnyMessage], context_in_place: bool) -> list[BaseMessage]:
+    """[instructions, earlier turns…, context, latest turn…]: static first, so the cached prefix is the longest."""
+    if not context_in_place:
+        return [SystemMessage(prompt.joined()), *history]
+    starts = turn_starts(history)
+    cut = starts[-1] if starts else len(history)
+    return [SystemMessage(prompt.instructions), *history[:cut], SystemMessage(prompt.context), *history[cut:]]
 
 
 def build_graph(
@@ -99,18 +127,19 @@ def build_graph(
 
     async def chat_node(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         context = runtime.context
-        system = render_system_prompt(
+        history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
+        prompt = render_system_prompt(
             long_term_memory=await context.long_term_memory() if context else "",
             conversation_summary=state.get("summary", ""),
+            latest_user_message=_latest_user_text(history),
         )
-        history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
-        prompt = [SystemMessage(system), *history]
+        messages = model_input(prompt, history, deps.context_in_place)
         cache, key = deps.cache, ""
         if cache is not None and context is not None:
-            key = request_key(deps.model_name, prompt, deps.tools)
+            key = request_key(deps.model_name, messages, deps.tools)
             if (hit := await cache.get(context.user_id, key)) is not None:
                 return {"messages": [hit]}
-        response = await deps.chat_model(deps.tools).ainvoke(prompt)
+        response = await deps.chat_model(deps.tools).ainvoke(messages)
         if cache is not None and context is not None and isinstance(response, AIMessage):
             await cache.set(context.user_id, key, response)
         return {"messages": [response]}

@@ -37,6 +37,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 from agentserver.llm import registry
 from agentserver.llm.errors import LLMRequestRejected, LLMUnavailable
+from agentserver.llm.priority import ModelGate
 from agentserver.llm.usage import estimated_usage
 from agentserver.observability.metrics import (
     LLM_CALLS,
@@ -159,6 +160,8 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         purpose: str = "chat",
+        gate: ModelGate | None = None,
+        background: bool = False,
     ) -> None:
         if not candidates:
             raise ValueError("at least one model is needed")
@@ -167,6 +170,9 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
         self._sleep = sleep
         self._clock = clock
         self.purpose = purpose
+        # With a gate, background calls wait for (and yield to) foreground ones: see llm/priority.py.
+        self.gate = gate
+        self.background = background
         self._backoff = wait_exponential_jitter(
             multiplier=policy.backoff_initial, max=policy.backoff_max, jitter=policy.jitter
         )
@@ -180,7 +186,14 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
         # A chain run of our own (like LangChain's RunnableRetry): each attempt is a child run with the
         # callbacks of the enclosing run (e.g. the LangGraph node, picked up from the context by
         # ensure_config), so the handlers that stream tokens reach the chat model below.
-        return await self._acall_with_config(self._run, input, ensure_config(config), **kwargs)
+        config = ensure_config(config)
+        if self.gate is None:
+            return await self._acall_with_config(self._run, input, config, **kwargs)
+        if self.background:
+            # Each (re)start gets its own deadline: time spent waiting for chat to finish is not the model's.
+            return await self.gate.background(lambda: self._acall_with_config(self._run, input, config, **kwargs))
+        async with self.gate.foreground():
+            return await self._acall_with_config(self._run, input, config, **kwargs)
 
     async def _run(
         self,

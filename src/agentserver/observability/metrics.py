@@ -37,6 +37,10 @@ LLM_TOKENS = Counter(
 LLM_COST = Counter("agentserver_llm_cost_usd_total", "LLM cost in US dollars by model", ["model"])
 LLM_RETRIES = Counter("agentserver_llm_retries_total", "LLM call retries by model and reason", ["model", "reason"])
 LLM_FALLBACKS = Counter("agentserver_llm_fallbacks_total", "Switches to a fallback model", ["from_model", "to_model"])
+LLM_PREEMPTIONS = Counter(
+    "agentserver_llm_background_preemptions_total",
+    "Background model calls (memory extraction) cancelled to let a chat call run, then restarted",
+)
 
 # --- tools (outcome: success | error | timeout) -----------------------------------------------------
 TOOL_CALLS = Counter("agentserver_tool_calls_total", "Agent tool calls by tool and outcome", ["tool", "outcome"])

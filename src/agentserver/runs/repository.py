@@ -80,6 +80,7 @@ _REQUEUE_STALE = text(
         ended_at = CASE WHEN cancel_requested IS NOT NULL OR attempt >= :max_attempts THEN now() END,
         worker_id = NULL, heartbeat_at = NULL
     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => :stale_seconds)
+      AND NOT (id = ANY(CAST(:executing AS uuid[])))
     RETURNING id, status
     """
 )
@@ -165,10 +166,13 @@ class RunRepository:
         )
         return {row.id: row.cancel_requested for row in rows}
 
-    async def requeue_stale(self, *, stale_seconds: float, max_attempts: int) -> list[StaleRun]:
-        rows = await self.session.execute(
-            _REQUEUE_STALE, {"stale_seconds": stale_seconds, "max_attempts": max_attempts}
-        )
+    async def requeue_stale(
+        self, *, stale_seconds: float, max_attempts: int, executing: Sequence[uuid.UUID]
+    ) -> list[StaleRun]:
+        """Runs whose worker stopped heartbeating, except those the reaping worker is executing itself (its
+        heartbeat may just be late, e.g. when the event loop was busy)."""
+        params = {"stale_seconds": stale_seconds, "max_attempts": max_attempts, "executing": list(executing)}
+        rows = await self.session.execute(_REQUEUE_STALE, params)
         return [StaleRun(row.id, RunStatus(row.status)) for row in rows]
 
     async def finish(self, run_id: uuid.UUID, worker_id: str, status: RunStatus, **values: Any) -> bool:

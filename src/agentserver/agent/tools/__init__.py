@@ -119,7 +119,11 @@ async def run_tool_call(tools: Sequence[BaseTool], call: ToolCall) -> ToolMessag
         content = f"Error: {exc}"
     except SearchUnavailableError:
         outcome = "error"
-        content = "Error: search unavailable (no network access to the search service). Answer from what you know."
+        # Said plainly, so the answer tells the user instead of passing off the model's guesses as results.
+        content = (
+            "Error: web search unavailable: the search service cannot be reached (no network access). "
+            "Tell the user the search could not be done; do not make up results."
+        )
     except TimeoutError:
         outcome = "timeout"
         content = f"Error: {name} timed out."
