@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from agentserver import health, web
 from agentserver.auth import endpoints as auth_endpoints
@@ -25,6 +26,7 @@ from agentserver.kit.middleware import RequestContextMiddleware
 from agentserver.memory import endpoints as memory_endpoints
 from agentserver.observability import http as metrics_endpoint
 from agentserver.observability.logging import configure_logging
+from agentserver.observability.tracing_sdk import Tracing
 from agentserver.ratelimit import RateLimiter
 from agentserver.runs import endpoints as runs_endpoints
 from agentserver.services import open_services
@@ -34,11 +36,11 @@ from agentserver.state import State
 log = structlog.get_logger(__name__)
 
 
-def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
+def lifespan_for(settings: Settings, tracing: Tracing | None = None):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
-            services = await open_services(settings, stack, worker=settings.run_worker_enabled)
+            services = await open_services(settings, stack, worker=settings.run_worker_enabled, tracing=tracing)
             state: State = {
                 "settings": settings,
                 "engine": services.engine,
@@ -79,13 +81,16 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """The app. `span_exporter` turns tracing on with that exporter (tests: an in-memory one)."""
     settings = settings or get_settings()
     configure_logging(settings)
+    # None unless tracing is configured: then nothing about it is created.
+    tracing = Tracing.from_settings(settings, exporter=span_exporter)
     app = FastAPI(
         title="agentserver",
         version="0.1.0",
-        lifespan=lifespan_for(settings),
+        lifespan=lifespan_for(settings, tracing),
         docs_url="/docs" if settings.debug else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.debug or not settings.is_production else None,
@@ -103,4 +108,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)
+    if tracing is not None:
+        tracing.instrument_app(app)  # outermost: the request's span is current in every middleware
     return app

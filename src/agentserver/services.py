@@ -33,6 +33,7 @@ from agentserver.memory.jobs import MEMORY_EXTRACT_JOB, extraction_handler
 from agentserver.memory.runtime import open_memory
 from agentserver.memory.service import MemoryService
 from agentserver.observability.db_pool import pool_collector, sqlalchemy_pool_sampler
+from agentserver.observability.tracing_sdk import Tracing
 from agentserver.runs.eventlog import EventLog, PostgresEventLog, RedisEventLog
 from agentserver.runs.executor import RunExecutor
 from agentserver.runs.live import LiveRuns
@@ -91,7 +92,15 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
-async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bool) -> Services:
+async def open_services(
+    settings: Settings, stack: AsyncExitStack, *, worker: bool, tracing: Tracing | None = None
+) -> Services:
+    # Tracing first (its instrumentations must see the clients and pools being created) and closed last
+    # (the final spans are flushed after everything else stopped). None: off, nothing created.
+    tracing = tracing or Tracing.from_settings(settings)
+    if tracing is not None:
+        tracing.start()
+        stack.push_async_callback(tracing.stop)
     database_url = await start_database(settings, stack)
     engine = create_engine(
         database_url,
@@ -101,6 +110,8 @@ async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bo
         connect_timeout=settings.database_connect_timeout_seconds,
     )
     stack.push_async_callback(engine.dispose)
+    if tracing is not None:
+        tracing.instrument_engine(engine)
     stack.enter_context(pool_collector.track("app", sqlalchemy_pool_sampler(engine)))
     await wait_for_database(engine, settings.database_connect_timeout_seconds)
     sessionmaker = create_sessionmaker(engine)
