@@ -20,6 +20,8 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, _get_from_env_or_default
+from opentelemetry.trace import SpanKind, get_current_span
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentserver.config import Settings
@@ -42,6 +44,32 @@ def _parse_headers(raw: str | None) -> dict[str, str]:
     return headers
 
 
+class NoOrphanClientSpans(Sampler):
+    """Drops SQL and Redis calls (client spans) made outside any request or run: the worker's claims,
+    heartbeats and reaper poll the database every few seconds, and each would be a trace of one span.
+    Everything else is decided by the configured sampler (OTEL_TRACES_SAMPLER; default: every trace)."""
+
+    def __init__(self, configured: Sampler) -> None:
+        self.configured = configured
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT and not get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self.configured.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"NoOrphanClientSpans{{{self.configured.get_description()}}}"
+
+
 class Tracing:
     """The process's tracing while it is on: an SDK TracerProvider, its exporters and instrumentations.
 
@@ -57,7 +85,8 @@ class Tracing:
         resource = Resource.create(
             {"service.name": settings.otel_service_name, "deployment.environment": settings.environment.value}
         )
-        self.provider = TracerProvider(resource=resource)
+        # The SDK's own reading of OTEL_TRACES_SAMPLER(_ARG), wrapped.
+        self.provider = TracerProvider(resource=resource, sampler=NoOrphanClientSpans(_get_from_env_or_default()))
         self._instrumentors: list[Any] = []
         self._started = False
 
@@ -124,7 +153,9 @@ class Tracing:
         """SQL spans for the app's SQLAlchemy engine (statements without their parameters)."""
         instrumentor = SQLAlchemyInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(engine=engine.sync_engine, tracer_provider=self.provider)
+            # skip_dep_check: the instrumentation declares SQLAlchemy < 2.1; its engine events are unchanged in 2.1
+            # (tests/observability/test_tracing.py sees the app's statements as spans).
+            instrumentor.instrument(engine=engine.sync_engine, tracer_provider=self.provider, skip_dep_check=True)
             self._instrumentors.append(instrumentor)
 
     async def stop(self) -> None:
