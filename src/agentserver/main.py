@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from agentserver import health, web
+from agentserver.admin import endpoints as admin_endpoints
 from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
 from agentserver.chat import endpoints as chat_endpoints
@@ -32,6 +33,7 @@ from agentserver.runs import endpoints as runs_endpoints
 from agentserver.services import open_services
 from agentserver.sessions import endpoints as sessions_endpoints
 from agentserver.state import State
+from agentserver.usage import endpoints as usage_endpoints
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +110,8 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)
+    app.include_router(usage_endpoints.router)
+    app.include_router(admin_endpoints.router)
     if tracing is not None:
         tracing.instrument_app(app)  # outermost: the request's span is current in every middleware
     return app

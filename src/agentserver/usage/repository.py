@@ -9,14 +9,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, case, cast, func, or_, select
+from sqlalchemy import Select, and_, case, cast, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Date, String
 
 from agentserver.models import ChatSession, Message, MessageRole, Run, RunStatus, UsageCounter, User, UserQuota
 
-GroupBy = Literal["day", "model", "session", "user"]
+GroupBy = Literal["day", "model", "session", "user", "total"]
 # A report never returns more groups than this (sessions and users can be many).
 MAX_GROUPS = 1000
 
@@ -185,8 +185,10 @@ class UsageRepository:
             key = func.coalesce(Message.model, "unknown")
         elif group_by == "session":
             key = Message.session_id
-        else:
+        elif group_by == "user":
             key = ChatSession.user_id
+        else:
+            key = literal("total")
         cost = func.coalesce(func.sum(Message.cost_usd), 0)
         tool_calls = case(
             (func.jsonb_typeof(Message.tool_calls) == "array", func.jsonb_array_length(Message.tool_calls)), else_=0
@@ -203,13 +205,17 @@ class UsageRepository:
             .select_from(Message)
             .join(ChatSession, ChatSession.id == Message.session_id)
             .where(Message.role == MessageRole.assistant, Message.created_at >= start, Message.created_at < end)
-            .group_by(key)
             .limit(MAX_GROUPS)
         )
+        if group_by != "total":
+            statement = statement.group_by(key)
         if user_id is not None:
             # Ownership by construction: only the caller's sessions' messages are summed.
             statement = statement.where(ChatSession.user_id == user_id)
-        statement = statement.order_by(key) if group_by == "day" else statement.order_by(cost.desc(), key)
+        if group_by == "day":
+            statement = statement.order_by(key)
+        elif group_by != "total":
+            statement = statement.order_by(cost.desc(), key)
         rows = await self.session.execute(statement)
         return [
             UsageRow(

@@ -152,6 +152,7 @@ class UsageService:
         return await UsageRepository.from_session(db).report(user_id=user_id, start=start, end=end, group_by=group_by)
 
     async def set_override(self, db: AsyncSession, *, user_id: uuid.UUID, values: dict[str, Any]) -> None:
+        """Set these overrides of the user (the others keep their value; None: the deployment default)."""
         await UsageRepository.from_session(db).set_override(user_id, values)
 
 
