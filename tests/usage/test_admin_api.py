@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from agentserver.admin.service import admin as admin_service
+from agentserver.kit.db import session_scope
 from agentserver.llm.fake import FakeChatModel
 from tests.chat.conftest import ChatHarness
+from tests.factories import DEFAULT_PASSWORD, auth_headers_for, create_user
 from tests.usage.conftest import admin_headers, chat, make_admin, user_id_of
 
 ADMIN_CALLS = [
@@ -121,3 +124,22 @@ class TestUserQuota:
         )
 
         assert response.status_code == 422
+
+
+class TestDisabledAccounts:
+    async def test_tokens_stop_working_and_login_is_refused(self, usage_app: ChatHarness) -> None:
+        async with session_scope(usage_app.state["sessionmaker"]) as db:
+            user = await create_user(db)
+        headers = auth_headers_for(usage_app.settings, user)
+        async with session_scope(usage_app.state["sessionmaker"]) as db:
+            await admin_service.disable(db, user.email)
+
+        async with usage_app.client() as http:
+            me = await http.get("/api/v1/auth/me", headers=headers)
+            login = await http.post("/api/v1/auth/login", data={"username": user.email, "password": DEFAULT_PASSWORD})
+            wrong = await http.post("/api/v1/auth/login", data={"username": user.email, "password": "not it at all"})
+
+        assert me.status_code == 401
+        assert login.status_code == 401
+        assert login.json() == {"error": "AccountDisabled", "detail": "This account is disabled"}
+        assert wrong.json()["error"] == "InvalidCredentials"  # only the password's owner learns it is disabled

@@ -41,7 +41,12 @@ async def stored_sums(harness: ChatHarness, user_id: uuid.UUID) -> dict[str, Any
                 .where(ChatSession.user_id == user_id, Message.role == MessageRole.assistant)
             )
         ).one()
-    return {"input_tokens": int(row[0]), "output_tokens": int(row[1]), "cost_usd": Decimal(row[2]), "runs": row[3]}
+    return {
+        "input_tokens": int(row[0] or 0),
+        "output_tokens": int(row[1] or 0),
+        "cost_usd": Decimal(row[2] or 0),
+        "runs": row[3],
+    }
 
 
 async def two_sessions_of_turns(harness: ChatHarness, fake: FakeChatModel) -> tuple[dict[str, str], list[str]]:
