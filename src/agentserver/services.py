@@ -40,6 +40,7 @@ from agentserver.runs.live import LiveRuns
 from agentserver.runs.streaming import RunStreams
 from agentserver.runs.worker import Worker, WorkerConfig, new_worker_id
 from agentserver.state import ReadinessCheck
+from agentserver.usage.metrics import top_spenders_loop
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +79,11 @@ async def start_database(settings: Settings, stack: AsyncExitStack) -> str:
     # Entered after the stop callback, so it exits first: no restart can race the shutdown.
     await stack.enter_async_context(PostgresSupervisor(embedded).running())
     return url
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
@@ -204,5 +210,14 @@ async def open_services(
     if services.worker is not None:
         await services.worker.start()
         stack.push_async_callback(services.worker.stop)
+        if settings.usage_top_users > 0:
+            # The top spenders gauge (usage/metrics.py): worker processes only, one query a minute.
+            top_spenders = asyncio.create_task(
+                top_spenders_loop(
+                    sessionmaker, top=settings.usage_top_users, every_seconds=settings.usage_top_users_refresh_seconds
+                ),
+                name="usage-top-spenders",
+            )
+            stack.push_async_callback(_cancel, top_spenders)
     stack.push_async_callback(services.tasks.drain, 5.0)
     return services
