@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.factories import auth_headers_for, create_user
+from tests.harness import StateInjector
 
 from agentserver.config import Settings
 from agentserver.kit import migrations
@@ -33,8 +35,6 @@ from agentserver.llm.fake import tool_call_turn
 from agentserver.main import create_app
 from agentserver.observability import tracing
 from bench._server import DATA_DIR, free_port
-from tests.factories import auth_headers_for, create_user
-from tests.harness import StateInjector
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tracing.md"
 TURNS = 150
@@ -149,8 +149,8 @@ def main() -> None:
                 "",
                 f"Off, the hot-path primitive `with tracing.span(...)` costs {off_ns:.0f} ns (a global read and a "
                 "shared no-op context manager; no span object, no context change); a turn makes about 30 calls into "
-                f"tracing (spans, annotations, the log processor): ~{30 * off_ns / 1000:.0f} µs, lost in the noise of the "
-                "table above.",
+                f"tracing (spans, annotations, the log processor): ~{30 * off_ns / 1000:.0f} µs, lost in the noise "
+                "of the table above.",
                 "",
             ]
         )
