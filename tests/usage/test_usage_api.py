@@ -44,7 +44,7 @@ async def stored_sums(harness: ChatHarness, user_id: uuid.UUID) -> dict[str, Any
     return {
         "input_tokens": int(row[0] or 0),
         "output_tokens": int(row[1] or 0),
-        "cost_usd": Decimal(row[2] or 0),
+        "cost_usd": row[2] if row[2] is not None else Decimal("0"),
         "runs": row[3],
     }
 
@@ -75,11 +75,11 @@ class TestMyUsage:
         body = await usage(usage_app, headers)
 
         stored = await stored_sums(usage_app, await user_id_of(usage_app, headers))
+        assert Decimal(body["totals"].pop("cost_usd")) == stored["cost_usd"]
         assert body["totals"] == {
             "input_tokens": stored["input_tokens"],
             "output_tokens": stored["output_tokens"],
             "total_tokens": stored["input_tokens"] + stored["output_tokens"],
-            "cost_usd": str(stored["cost_usd"]),
             "runs": 3,
             "tool_calls": 1,
         }
