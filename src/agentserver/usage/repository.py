@@ -158,7 +158,7 @@ class UsageRepository:
         return await self.session.get(UserQuota, user_id, populate_existing=True)
 
     async def set_override(self, user_id: uuid.UUID, values: dict[str, Any]) -> UserQuota:
-        """Create or replace the user's overrides (None: back to the deployment default)."""
+        """Create the user's overrides, or change the given ones (None: back to the deployment default)."""
         statement = insert(UserQuota).values(user_id=user_id, **values)
         statement = statement.on_conflict_do_update(
             index_elements=[UserQuota.__table__.c.user_id], set_={**values, "updated_at": func.now()}
