@@ -17,7 +17,8 @@ as `{"usage": {...}}`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
@@ -48,6 +50,7 @@ from agentserver.agent.state import AgentState, TurnContext
 from agentserver.agent.tools import run_tool_call
 from agentserver.cache import ResponseCache, request_key
 from agentserver.llm.usage import usage_of
+from agentserver.observability import tracing
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +108,29 @@ def model_input(prompt: SystemPrompt, history: Sequence[AnyMessage], context_in_
     starts = turn_starts(history)
     cut = starts[-1] if starts else len(history)
     return [SystemMessage(prompt.instructions), *history[:cut], SystemMessage(prompt.context), *history[cut:]]
+
+
+Node = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def traced_node(name: str, node: Node) -> Node:
+    """The node inside a span `graph.node <name>` (tracing on): its LLM and tool spans nest under it.
+
+    `functools.wraps` keeps the node's signature, from which LangGraph decides what to pass (runtime).
+    """
+
+    @functools.wraps(node)
+    async def traced(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        with tracing.span(f"graph.node {name}", {"langgraph.node": name}, record_errors=False):
+            try:
+                return await node(*args, **kwargs)
+            except GraphBubbleUp:
+                raise  # an interrupt (approval) or a parent command: control flow, not a failure
+            except Exception as exc:
+                tracing.fail(type(exc).__name__)
+                raise
+
+    return traced
 
 
 def build_graph(
@@ -188,10 +214,10 @@ def build_graph(
         return "tools"
 
     builder = StateGraph(AgentState, context_schema=TurnContext)
-    builder.add_node("summarize", summarize_node)
-    builder.add_node("chat", chat_node)
-    builder.add_node("tools", tools_node)
-    builder.add_node("give_up", give_up_node)
+    builder.add_node("summarize", traced_node("summarize", summarize_node))
+    builder.add_node("chat", traced_node("chat", chat_node))
+    builder.add_node("tools", traced_node("tools", tools_node))
+    builder.add_node("give_up", traced_node("give_up", give_up_node))
     builder.add_edge(START, "summarize")
     builder.add_edge("summarize", "chat")
     builder.add_conditional_edges("chat", route_after_chat, {"tools": "tools", "give_up": "give_up", END: END})

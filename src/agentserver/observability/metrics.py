@@ -2,7 +2,8 @@
 
 Collectors are process-wide (prometheus-client's default registry), which is what a scrape of one
 process expects. Labels are bounded: route *templates*, model names from the registry/settings, tool
-names, fixed outcome words. Never raw paths, user ids or message text.
+names, fixed outcome words. Never raw paths, user ids or message text (one exception, bounded: the top-N
+spenders gauge below).
 """
 
 from __future__ import annotations
@@ -108,4 +109,23 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
 CACHE_REQUESTS = Counter("agentserver_cache_requests_total", "Response cache lookups by result (hit|miss)", ["result"])
 CACHE_ERRORS = Counter(
     "agentserver_cache_errors_total", "Response cache storage failures (lookups became misses, stores were skipped)"
+)
+
+# --- usage and quotas -----------------------------------------------------------------------------------
+QUOTA_REFUSALS = Counter(
+    "agentserver_quota_refusals_total",
+    "Runs refused by a user budget, by period (day|month), kind (tokens|cost_usd) and reason (spent|busy)",
+    ["period", "kind", "reason"],
+)
+# Bounded by USAGE_TOP_USERS per period (the label set is replaced on every refresh): the top spenders by
+# user id, never by email and never one series per user. Set by every worker process from the database.
+USAGE_TOP_USER_COST = Gauge(
+    "agentserver_usage_top_user_cost_usd",
+    "Cost in US dollars of the top spenders of the current UTC day and month, by period and user id",
+    ["period", "user_id"],
+)
+USAGE_TOP_USER_TOKENS = Gauge(
+    "agentserver_usage_top_user_tokens",
+    "Tokens (input + output) of the top spenders of the current UTC day and month, by period and user id",
+    ["period", "user_id"],
 )

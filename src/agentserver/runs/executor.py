@@ -36,6 +36,7 @@ from agentserver.jobs.repository import JobRepository
 from agentserver.kit.db import is_database_outage, session_scope
 from agentserver.kit.errors import AppError, DatabaseUnavailable, InternalServerError, log_failure
 from agentserver.models import ChatSession, Message, MessageRole, RunStatus
+from agentserver.observability import tracing
 from agentserver.observability.metrics import CHAT_TURNS
 from agentserver.runs import events
 from agentserver.runs.emitter import RunEmitter
@@ -43,6 +44,7 @@ from agentserver.runs.eventlog import EventLog
 from agentserver.runs.live import LiveRuns
 from agentserver.runs.repository import ClaimedRun, RunRepository
 from agentserver.runs.translate import RunResult, StreamTranslator, result_of, run_messages
+from agentserver.usage.service import usage as usage_service
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +117,18 @@ class RunExecutor:
     async def execute(self, execution: Execution) -> None:
         """Run it to one of its ends; never raises (failures end the run as `error`, except a database
         outage, which leaves the run to be taken over)."""
+        run = execution.run
+        # Tracing on: a child of the request that queued the run, whichever process that was.
+        attributes = {
+            "agentserver.run.id": str(run.id),
+            "agentserver.run.attempt": run.attempt,
+            "session.id": str(run.session_id),
+            "user.id": str(run.user_id),
+        }
+        with tracing.span_from(run.traceparent, "run.execute", attributes):
+            await self._execute(execution)
+
+    async def _execute(self, execution: Execution) -> None:
         run = execution.run
         structlog.contextvars.bind_contextvars(run_id=str(run.id), session_id=str(run.session_id))
         previous = await self._last_event(run)
@@ -213,6 +227,7 @@ class RunExecutor:
             )
         if paused:
             CHAT_TURNS.labels(outcome="interrupted").inc()
+            tracing.annotate({"agentserver.run.status": RunStatus.interrupted.value})
             emitter.emit(events.approval_required(str(run.id), translator.interrupt))
 
     async def _fail(self, run: ClaimedRun, error: AppError, emitter: RunEmitter) -> None:
@@ -227,6 +242,8 @@ class RunExecutor:
             return
         if ended:
             CHAT_TURNS.labels(outcome="error").inc()
+            tracing.annotate({"agentserver.run.status": RunStatus.error.value, "error.type": error.name})
+            tracing.fail(error.name)
             emitter.emit(events.error(type(error).__name__, error.message))
 
     async def _finish(self, run: ClaimedRun, status: RunStatus, result: RunResult) -> uuid.UUID | None | bool:
@@ -243,6 +260,15 @@ class RunExecutor:
             )
             if not ended:
                 return False
+            usage = result.usage
+            # What the run spent, counted against the user's budgets with the run's end: exactly once.
+            await usage_service.record_run(
+                db,
+                user_id=run.user_id,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=usage.cost_usd,
+            )
             if message_id is not None:
                 db.add(
                     Message(
@@ -275,6 +301,17 @@ class RunExecutor:
                     },
                     user_id=run.user_id,
                 )
+        tracing.annotate(
+            {
+                "agentserver.run.status": status.value,
+                "agentserver.run.finish_reason": result.finish_reason,
+                "gen_ai.response.model": result.usage.model,
+                "gen_ai.usage.input_tokens": result.usage.input_tokens,
+                "gen_ai.usage.output_tokens": result.usage.output_tokens,
+                "agentserver.cost_usd": float(result.usage.cost_usd),
+                "agentserver.tool_calls": len(result.tool_calls),
+            }
+        )
         return message_id
 
     async def _stopped(self, execution: Execution, translator: StreamTranslator, emitter: RunEmitter) -> None:

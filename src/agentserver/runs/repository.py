@@ -35,6 +35,7 @@ class ClaimedRun:
     resume: dict[str, Any] | None
     attempt: int
     cancel_requested: str | None
+    traceparent: str | None = None  # the W3C trace context of the request that queued it (tracing on)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ _CLAIM = text(
                     started_at = coalesce(runs.started_at, now())
     FROM candidates WHERE runs.id = candidates.id
     RETURNING runs.id, runs.session_id, runs.user_id, runs.user_message_id, runs.resume, runs.attempt,
-              runs.cancel_requested,
+              runs.cancel_requested, runs.traceparent,
               (SELECT m.content FROM messages m WHERE m.id = runs.user_message_id) AS text
     """
 )
@@ -150,6 +151,7 @@ class RunRepository:
                 resume=row["resume"],
                 attempt=row["attempt"],
                 cancel_requested=row["cancel_requested"],
+                traceparent=row["traceparent"],
             )
             for row in rows
         ]
@@ -213,12 +215,15 @@ class RunRepository:
         )
         return row.first() is not None
 
-    async def resume(self, user_id: uuid.UUID, run_id: uuid.UUID, decision: dict[str, Any]) -> bool:
-        """interrupted → pending with the decision a worker will resume the graph with."""
+    async def resume(
+        self, user_id: uuid.UUID, run_id: uuid.UUID, decision: dict[str, Any], *, traceparent: str | None = None
+    ) -> bool:
+        """interrupted → pending with the decision a worker will resume the graph with (and the trace context
+        of the request that decided, which the rest of the run continues)."""
         row = await self.session.execute(
             update(Run)
             .where(Run.id == run_id, Run.user_id == user_id, Run.status == RunStatus.interrupted)
-            .values(status=RunStatus.pending, resume=decision)
+            .values(status=RunStatus.pending, resume=decision, traceparent=traceparent)
             .returning(Run.id)
         )
         return row.first() is not None

@@ -20,6 +20,7 @@ from agentserver.kit.db import session_scope
 from agentserver.kit.pagination import finish_page
 from agentserver.kit.pg_listen import notify
 from agentserver.models import ChatSession, Message, MessageRole, MultitaskStrategy, Run, RunStatus
+from agentserver.observability import tracing
 from agentserver.observability.metrics import CHAT_TURNS
 from agentserver.runs import events
 from agentserver.runs.errors import (
@@ -36,6 +37,8 @@ from agentserver.runs.executor import erase_run
 from agentserver.runs.repository import RunRepository
 from agentserver.runs.worker import CANCEL_CHANNEL
 from agentserver.sessions.repository import ChatSessionRepository
+from agentserver.usage.limits import QuotaLimits
+from agentserver.usage.service import usage as usage_service
 
 log = structlog.get_logger(__name__)
 
@@ -54,12 +57,33 @@ class RunService:
         text: str,
         max_chars: int,
         strategy: MultitaskStrategy = MultitaskStrategy.reject,
+        quotas: QuotaLimits | None = None,
     ) -> Run:
-        """Store the user message and a pending run for it (404/409/422 raise here, nothing stored)."""
+        """Store the user message and a pending run for it (404/409/422, and 429 when `quotas` — the
+        deployment's default budgets, overridden per user — have no room for it, raise here: nothing stored)."""
         if len(text) > max_chars:
             raise MessageTooLong(max_chars)
+        with tracing.span("run.enqueue", {"session.id": str(session_id), "user.id": str(user_id)}) as span:
+            run, ended = await self._store(sessionmaker, user_id, session_id, text, strategy, quotas)
+            span.set_attribute("agentserver.run.id", str(run.id))
+        for run_id, reason in ended:
+            await announce_end(event_log, run_id, reason)
+        return run
+
+    async def _store(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        text: str,
+        strategy: MultitaskStrategy,
+        quotas: QuotaLimits | None,
+    ) -> tuple[Run, list[tuple[uuid.UUID, str]]]:
         ended: list[tuple[uuid.UUID, str]] = []
         async with session_scope(sessionmaker) as db:
+            if quotas is not None:
+                # First: it locks the user's row, and deletions lock the user before the sessions too.
+                await usage_service.admit(db, user_id=user_id, defaults=quotas)
             # Ownership, the session's lock (concurrent messages to one session queue here) and its
             # "last active" time, in one statement.
             owned = await db.scalar(
@@ -83,14 +107,14 @@ class RunService:
                 multitask_strategy=strategy.value,
                 user_message_id=message_id,
                 attempt=0,
+                # Tracing on: the worker's run span continues this request's trace (None when off).
+                traceparent=tracing.current_traceparent(),
             )
             db.add(run)
             await db.flush()
             db.add(Message(id=message_id, session_id=session_id, run_id=run.id, role=MessageRole.user, content=text))
             await notify(db, WORK_CHANNEL, "run")
-        for run_id, reason in ended:
-            await announce_end(event_log, run_id, reason)
-        return run
+        return run, ended
 
     async def _make_way(
         self,
@@ -150,9 +174,13 @@ class RunService:
         run_id: uuid.UUID,
         decision: dict[str, Any],
         validate_args: ArgsValidator,
+        quotas: QuotaLimits | None = None,
     ) -> Run:
-        """Hand a paused run its decision; a worker continues it from the checkpoint."""
+        """Hand a paused run its decision; a worker continues it from the checkpoint (which calls the model
+        again: `quotas` admit it like a new run)."""
         async with session_scope(sessionmaker) as db:
+            if quotas is not None:
+                await usage_service.admit(db, user_id=user_id, defaults=quotas)
             runs = RunRepository.from_session(db)
             run = await runs.get_owned(user_id, run_id)
             if run is None:
@@ -165,7 +193,7 @@ class RunService:
                     validate_args(tool, decision["args"])
                 except (ValidationError, ValueError) as exc:
                     raise InvalidResume(f"args: not valid for {tool}: {_first_problem(exc)}") from None
-            if not await runs.resume(user_id, run_id, decision):
+            if not await runs.resume(user_id, run_id, decision, traceparent=tracing.current_traceparent()):
                 raise RunNotInterrupted()  # resumed or cancelled by a concurrent request
             await notify(db, WORK_CHANNEL, "run")
             run = await runs.get(run_id)
