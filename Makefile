@@ -16,7 +16,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 COMPILE := $(UV) pip compile pyproject.toml --generate-hashes --override overrides.txt --python-version 3.11 --quiet
 PYTEST_ARGS ?=
 
-.PHONY: help install install-dev lock run test test-fast lint format typecheck bench db-upgrade db-downgrade model-pull services clean
+.PHONY: help install install-dev lock run test test-fast lint format typecheck bench eval db-upgrade db-downgrade model-pull services clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -65,19 +65,23 @@ test-fast: install-dev ## the suite without the real-LLM tests
 	$(BIN)/pytest -m "not llm" $(PYTEST_ARGS)
 
 lint: install-dev ## ruff + mypy --strict
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src tests
+	$(BIN)/ruff check src tests bench evals
+	$(BIN)/ruff format --check src tests bench evals
+	$(BIN)/mypy src tests evals
 
 typecheck: install-dev
-	$(BIN)/mypy src tests
+	$(BIN)/mypy src tests evals
 
 format: install-dev ## apply ruff fixes and formatting
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench evals
+	$(BIN)/ruff format src tests bench evals
 
 bench: install-dev ## run the benchmarks in bench/ and record results
 	$(BIN)/python -m bench
+
+eval: install ## measure the agent (tools, memory, language, speed) on a server; writes evals/results/<model>.md
+	$(BIN)/agentserver model pull $(LOCAL_MODEL)
+	$(BIN)/python -m evals --serve $(EVAL_ARGS)
 
 db-upgrade: install ## apply migrations (DATABASE_URL, or the embedded database)
 	$(BIN)/agentserver db upgrade

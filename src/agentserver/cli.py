@@ -1,4 +1,4 @@
-"""Command line: `agentserver serve | worker | chat | db upgrade | db downgrade | model ...`.
+"""Command line: `agentserver serve | worker | chat | db upgrade | db downgrade | model ... | users ...`.
 
 Logging is configured here (or by create_app), never on import.
 """
@@ -12,9 +12,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, TypeVar
 
 import prometheus_client
 import structlog
@@ -22,19 +23,31 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentserver.admin.errors import UserNotFound
+from agentserver.admin.service import admin as admin_service
 from agentserver.chat import terminal
 from agentserver.config import Settings, get_settings
 from agentserver.kit import migrations
-from agentserver.kit.db import DatabaseUnreachableError, create_engine, wait_for_database
+from agentserver.kit.db import (
+    DatabaseUnreachableError,
+    create_engine,
+    create_sessionmaker,
+    session_scope,
+    wait_for_database,
+)
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
 from agentserver.llm.cli import model_app
+from agentserver.models import UserRole
 from agentserver.observability.logging import configure_logging
 
 app = typer.Typer(help="agentserver: a production AI agent backend.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
+users_app = typer.Typer(help="Accounts: list, roles, budgets, disable (operators, without SQL).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 log = structlog.get_logger("agentserver.cli")
 
@@ -281,6 +294,105 @@ def db_downgrade(revision: str = typer.Argument("-1")) -> None:
     """Revert migrations down to REVISION (default: one step)."""
     _migrate(load_settings(), migrations.downgrade, revision)
     log.info("db.downgraded", revision=revision)
+
+
+# --- users ---------------------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def _in_database(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction on DATABASE_URL (or the embedded database); a user that
+    does not exist is a one-line error and exit 1."""
+    settings = load_settings()
+
+    async def run(url: str) -> T:
+        engine = create_engine(url, pool_size=1, connect_timeout=settings.database_connect_timeout_seconds)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as db:
+                return await work(db)
+        finally:
+            await engine.dispose()
+
+    with database_url(settings) as url:
+        if settings.database_url:
+            _check_reachable(url, settings.database_connect_timeout_seconds)
+        try:
+            return asyncio.run(run(url))
+        except UserNotFound:
+            typer.echo("agentserver: no user with this email", err=True)
+            raise typer.Exit(1) from None
+
+
+@users_app.command("list")
+def users_list(limit: int = typer.Option(100, min=1, max=100_000, help="At most this many, oldest first.")) -> None:
+    """Users: id, email, role, disabled since, created."""
+
+    async def work(db: AsyncSession) -> list[str]:
+        users = await admin_service.list_users(db, limit=limit)
+        return [
+            f"{u.id}  {u.email}  {u.role}  {'disabled ' + u.disabled_at.isoformat() if u.disabled_at else 'active'}"
+            f"  {u.created_at.isoformat()}"
+            for u in users
+        ]
+
+    for line in _in_database(work):
+        typer.echo(line)
+
+
+@users_app.command("set-role")
+def users_set_role(email: str, role: Annotated[UserRole, typer.Argument(help="user | admin")]) -> None:
+    """Make a user an admin (GET /api/v1/admin/*), or a user again."""
+    _in_database(lambda db: admin_service.set_role(db, email, role))
+    typer.echo(f"{email}: role {role.value}")
+
+
+def _budget(value: str | None, *, integer: bool) -> Any:
+    """A budget option: a number (0 = unlimited) or `default` (the deployment's QUOTA_* setting)."""
+    if value is None or value == "default":
+        return None
+    try:
+        number = int(value) if integer else Decimal(value)
+    except (ValueError, InvalidOperation):
+        raise typer.BadParameter(f"{value!r}: a number (0 = unlimited) or 'default'") from None
+    if number < 0:
+        raise typer.BadParameter(f"{value!r}: must not be negative")
+    return number
+
+
+@users_app.command("set-quota")
+def users_set_quota(
+    email: str,
+    daily_tokens: str | None = typer.Option(None, help="Tokens per UTC day: a number (0 = unlimited) or 'default'."),
+    monthly_tokens: str | None = typer.Option(None, help="Tokens per UTC month (as above)."),
+    daily_cost: str | None = typer.Option(None, help="US dollars per UTC day (as above)."),
+    monthly_cost: str | None = typer.Option(None, help="US dollars per UTC month (as above)."),
+) -> None:
+    """Override a user's budgets (only the options given change)."""
+    given = {
+        "daily_tokens": (daily_tokens, True),
+        "monthly_tokens": (monthly_tokens, True),
+        "daily_cost_usd": (daily_cost, False),
+        "monthly_cost_usd": (monthly_cost, False),
+    }
+    values = {key: _budget(raw, integer=integer) for key, (raw, integer) in given.items() if raw is not None}
+    if not values:
+        raise typer.BadParameter("give at least one of --daily-tokens, --monthly-tokens, --daily-cost, --monthly-cost")
+    _in_database(lambda db: admin_service.set_quota(db, email, values))
+    typer.echo(f"{email}: " + ", ".join(f"{k}={'default' if v is None else v}" for k, v in values.items()))
+
+
+@users_app.command("disable")
+def users_disable(email: str) -> None:
+    """The user cannot log in any more; their access and refresh tokens stop working at once."""
+    _in_database(lambda db: admin_service.disable(db, email))
+    typer.echo(f"{email}: disabled")
+
+
+@users_app.command("enable")
+def users_enable(email: str) -> None:
+    """Undo `disable` (the user logs in again; old refresh tokens stay revoked)."""
+    _in_database(lambda db: admin_service.enable(db, email))
+    typer.echo(f"{email}: enabled")
 
 
 def main() -> None:  # pragma: no cover - console entry point

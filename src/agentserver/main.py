@@ -13,8 +13,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from agentserver import health, web
+from agentserver.admin import endpoints as admin_endpoints
 from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
 from agentserver.chat import endpoints as chat_endpoints
@@ -25,20 +27,22 @@ from agentserver.kit.middleware import RequestContextMiddleware
 from agentserver.memory import endpoints as memory_endpoints
 from agentserver.observability import http as metrics_endpoint
 from agentserver.observability.logging import configure_logging
+from agentserver.observability.tracing_sdk import Tracing
 from agentserver.ratelimit import RateLimiter
 from agentserver.runs import endpoints as runs_endpoints
 from agentserver.services import open_services
 from agentserver.sessions import endpoints as sessions_endpoints
 from agentserver.state import State
+from agentserver.usage import endpoints as usage_endpoints
 
 log = structlog.get_logger(__name__)
 
 
-def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
+def lifespan_for(settings: Settings, tracing: Tracing | None = None):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
-            services = await open_services(settings, stack, worker=settings.run_worker_enabled)
+            services = await open_services(settings, stack, worker=settings.run_worker_enabled, tracing=tracing)
             state: State = {
                 "settings": settings,
                 "engine": services.engine,
@@ -79,13 +83,16 @@ def lifespan_for(settings: Settings):  # type: ignore[no-untyped-def]
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """The app. `span_exporter` turns tracing on with that exporter (tests: an in-memory one)."""
     settings = settings or get_settings()
     configure_logging(settings)
+    # None unless tracing is configured: then nothing about it is created.
+    tracing = Tracing.from_settings(settings, exporter=span_exporter)
     app = FastAPI(
         title="agentserver",
         version="0.1.0",
-        lifespan=lifespan_for(settings),
+        lifespan=lifespan_for(settings, tracing),
         docs_url="/docs" if settings.debug else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.debug or not settings.is_production else None,
@@ -103,4 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)
+    app.include_router(usage_endpoints.router)
+    app.include_router(admin_endpoints.router)
+    if tracing is not None:
+        tracing.instrument_app(app)  # outermost: the request's span is current in every middleware
     return app

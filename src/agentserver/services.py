@@ -34,12 +34,14 @@ from agentserver.memory.runtime import open_memory
 from agentserver.memory.service import MemoryService
 from agentserver.observability.db_pool import pool_collector, sqlalchemy_pool_sampler
 from agentserver.observability.loop_lag import loop_lag_probe
+from agentserver.observability.tracing_sdk import Tracing
 from agentserver.runs.eventlog import EventLog, PostgresEventLog, RedisEventLog
 from agentserver.runs.executor import RunExecutor
 from agentserver.runs.live import LiveRuns
 from agentserver.runs.streaming import RunStreams
 from agentserver.runs.worker import Worker, WorkerConfig, new_worker_id
 from agentserver.state import ReadinessCheck
+from agentserver.usage.metrics import top_spenders_loop
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +82,11 @@ async def start_database(settings: Settings, stack: AsyncExitStack) -> str:
     return url
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def worker_config(settings: Settings) -> WorkerConfig:
     return WorkerConfig(
         run_concurrency=settings.run_concurrency,
@@ -92,7 +99,15 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
-async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bool) -> Services:
+async def open_services(
+    settings: Settings, stack: AsyncExitStack, *, worker: bool, tracing: Tracing | None = None
+) -> Services:
+    # Tracing first (its instrumentations must see the clients and pools being created) and closed last
+    # (the final spans are flushed after everything else stopped). None: off, nothing created.
+    tracing = tracing or Tracing.from_settings(settings)
+    if tracing is not None:
+        tracing.start()
+        stack.push_async_callback(tracing.stop)
     database_url = await start_database(settings, stack)
     engine = create_engine(
         database_url,
@@ -102,6 +117,8 @@ async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bo
         connect_timeout=settings.database_connect_timeout_seconds,
     )
     stack.push_async_callback(engine.dispose)
+    if tracing is not None:
+        tracing.instrument_engine(engine)
     stack.enter_context(pool_collector.track("app", sqlalchemy_pool_sampler(engine)))
     await wait_for_database(engine, settings.database_connect_timeout_seconds)
     sessionmaker = create_sessionmaker(engine)
@@ -194,6 +211,15 @@ async def open_services(settings: Settings, stack: AsyncExitStack, *, worker: bo
     if services.worker is not None:
         await services.worker.start()
         stack.push_async_callback(services.worker.stop)
+        if settings.usage_top_users > 0:
+            # The top spenders gauge (usage/metrics.py): worker processes only, one query a minute.
+            top_spenders = asyncio.create_task(
+                top_spenders_loop(
+                    sessionmaker, top=settings.usage_top_users, every_seconds=settings.usage_top_users_refresh_seconds
+                ),
+                name="usage-top-spenders",
+            )
+            stack.push_async_callback(_cancel, top_spenders)
     stack.push_async_callback(services.tasks.drain, 5.0)
     await stack.enter_async_context(loop_lag_probe())
     return services

@@ -124,7 +124,7 @@ class TestWebSearch:
         message = await run_tool_call(tools, call("web_search", query="anything"))
 
         assert message.status == "error"
-        assert str(message.content).startswith("Error: search unavailable")
+        assert str(message.content).startswith("Error: web search unavailable: the search service cannot be reached")
 
     async def test_offline_says_search_unavailable(self) -> None:
         with socket.socket() as s:  # a loopback port with nothing listening: what "offline" looks like
@@ -134,7 +134,7 @@ class TestWebSearch:
             tools = build_tools(search=SearxngSearch(f"http://127.0.0.1:{port}", client), weather=None)
             message = await run_tool_call(tools, call("web_search", query="anything"))
 
-        assert str(message.content).startswith("Error: search unavailable")
+        assert str(message.content).startswith("Error: web search unavailable: the search service cannot be reached")
 
 
 class TestRunToolCall:

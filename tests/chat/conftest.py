@@ -113,8 +113,9 @@ class ChatHarness:
             return await ChatRepository.from_session(session).list_messages(owner, uuid.UUID(session_id), 1000, None)
 
 
-async def start_harness(settings: Settings) -> tuple[ChatHarness, Any]:
-    app = create_app(settings)
+async def start_harness(settings: Settings, **app_options: Any) -> tuple[ChatHarness, Any]:
+    """The real app and its lifespan (`app_options` go to `create_app`, e.g. `span_exporter`)."""
+    app = create_app(settings, **app_options)
     lifespan = app.router.lifespan_context(app)
     state = dict(await lifespan.__aenter__() or {})
     return ChatHarness(app, state, StateInjector(app, state), settings), lifespan

@@ -6,7 +6,9 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
+from langchain_core.messages import SystemMessage
 
+from agentserver.agent.prompts import SYSTEM_TEMPLATE
 from agentserver.agent.summarize import SUMMARY_INSTRUCTIONS
 from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel, count_tokens, status_error
@@ -22,9 +24,18 @@ async def say(harness: ChatHarness, headers: dict[str, str], session_id: str, me
 
 
 def chat_prompts(fake: FakeChatModel) -> list[list[str]]:
-    """The text of every prompt sent for an answer (summary calls left out)."""
+    """The text of every prompt sent for an answer (summary calls left out), system messages included."""
     return [
         [str(m.content) for m in prompt]
+        for prompt in fake.prompts
+        if not str(prompt[0].content).startswith(SUMMARY_INSTRUCTIONS)
+    ]
+
+
+def conversations(fake: FakeChatModel) -> list[list[str]]:
+    """The conversation part of every answer prompt: the instructions and the per-turn context left out."""
+    return [
+        [str(m.content) for m in prompt if not isinstance(m, SystemMessage)]
         for prompt in fake.prompts
         if not str(prompt[0].content).startswith(SUMMARY_INSTRUCTIONS)
     ]
@@ -55,21 +66,36 @@ class TestChat:
         await say(harness, headers, session_id, "My name is Chul-soo.")
         await say(harness, headers, session_id, "What is my name?")
 
-        assert chat_prompts(fake)[1][1:] == ["My name is Chul-soo.", "Nice to meet you, Chul-soo.", "What is my name?"]
+        assert conversations(fake)[1] == ["My name is Chul-soo.", "Nice to meet you, Chul-soo.", "What is my name?"]
 
-    async def test_the_system_prompt_has_the_time_and_a_memory_section(
+    async def test_the_static_instructions_come_first_and_the_context_right_before_the_new_message(
         self, harness: ChatHarness, fake: FakeChatModel
     ) -> None:
         headers = await harness.new_user()
         session_id = await harness.new_session(headers)
-        fake.set_script(["ok"])
+        fake.set_script(["Hello!", "ok"])
 
         await say(harness, headers, session_id, "hi")
+        await say(harness, headers, session_id, "안녕하세요")
 
-        system = chat_prompts(fake)[0][0]
-        assert "# Current time\n20" in system
-        assert "# What you remember about this user\n(nothing yet)" in system
-        assert "Always answer in the language the user writes in" in system
+        prompt = chat_prompts(fake)[1]
+        assert prompt[0] == SYSTEM_TEMPLATE
+        assert prompt[1:3] == ["hi", "Hello!"]
+        assert prompt[3].startswith("# Current time\n20")
+        assert "# What you remember about this user\n(nothing yet)" in prompt[3]
+        assert prompt[3].endswith("# Language\nAnswer in Korean. 한국어로 답하세요.\n")
+        assert prompt[4] == "안녕하세요"
+
+    async def test_the_instructions_are_the_same_for_every_user_and_turn(
+        self, harness: ChatHarness, fake: FakeChatModel
+    ) -> None:
+        fake.set_script(["one", "two"])
+        for text in ("first user", "second user"):
+            headers = await harness.new_user()
+            await say(harness, headers, await harness.new_session(headers), text)
+
+        first, second = chat_prompts(fake)
+        assert first[0] == second[0] == SYSTEM_TEMPLATE
 
 
 class TestRestart:
@@ -88,12 +114,12 @@ class TestRestart:
         try:
             second.fake.set_script(["Green tea."])
             response = await say(second, headers, session_id, "What do I like?")
-            prompt = chat_prompts(second.fake)[0]
+            prompt = conversations(second.fake)[0]
         finally:
             await lifespan.__aexit__(None, None, None)
 
         assert response.status_code == 200
-        assert prompt[1:] == ["I like green tea.", "Noted: you like green tea.", "What do I like?"]
+        assert prompt == ["I like green tea.", "Noted: you like green tea.", "What do I like?"]
 
 
 class TestSummaries:
@@ -123,10 +149,10 @@ class TestSummaries:
         # Growth stops: after the first fold the prompt size repeats with a period of 3 turns.
         assert sizes[10:12] == sizes[7:9] == sizes[4:6]
         assert max(sizes[4:]) < sizes[3] + count_tokens("Summary version 10.")
-        # The last prompt: system, the 2 kept turns (9, 10) and the new message.
-        assert len(prompts[-1]) == 1 + 2 * 2 + 1
+        # The last prompt: instructions, the 2 kept turns (9, 10), the context and the new message.
+        assert len(prompts[-1]) == 1 + 2 * 2 + 1 + 1
         assert prompts[-1][1].startswith("Turn 9:")
-        assert "# Earlier in this conversation\nSummary version 10." in prompts[-1][0]
+        assert "# Earlier in this conversation\nSummary version 10." in prompts[-1][-2]
         # The summary is extended, not recomputed: each call starts from the previous summary.
         assert "Existing summary:\n(empty)" in str(summary_calls[0][1].content)
         assert "Existing summary:\nSummary version 4." in str(summary_calls[1][1].content)
@@ -146,8 +172,8 @@ class TestSummaries:
 
         assert response.status_code == 200
         assert response.json()["message"] == "Answer 4."
-        # Nothing was folded away: the whole history is still in the prompt.
-        assert len(chat_prompts(fake)[-1]) == 1 + 2 * 4 + 1
+        # Nothing was folded away: the whole history is still in the prompt (with the two system messages).
+        assert len(chat_prompts(fake)[-1]) == 2 + 2 * 4 + 1
 
     async def test_a_summarys_tokens_count_in_the_runs_usage(self, harness: ChatHarness, fake: FakeChatModel) -> None:
         headers = await harness.new_user()
@@ -260,7 +286,7 @@ class TestChatFailures:
 
         response = await say(harness, headers, session_id, "hello")
 
-        assert response.status_code == 503
+        assert response.status_code == 503, response.text
         assert response.json()["error"] == "LLMUnavailable"
         assert "hunter2" not in response.text
 

@@ -1,4 +1,4 @@
-"""A whole chat through the HTTP API on the real embedded model (Qwen2.5-Coder-0.5B, llama.cpp)."""
+"""A whole chat through the HTTP API on the real default embedded model (Qwen2.5-Coder-1.5B, llama.cpp)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from agentserver.config import LLMProvider, Settings
 from agentserver.kit import migrations
-from tests.chat.conftest import ChatHarness, start_harness
+from tests.chat.conftest import ChatHarness, parse_sse, start_harness
 
 pytestmark = pytest.mark.llm
 
@@ -61,6 +61,28 @@ class TestRealModelChat:
         assert second.status_code == 200, second.text
         assert "chul-soo" in second.json()["message"].lower().replace("chulsoo", "chul-soo")
         usage = second.json()["usage"]
-        assert usage["model"] == "qwen2.5-coder-0.5b"
+        assert usage["model"] == "qwen2.5-coder-1.5b"
         assert usage["input_tokens"] > 0
         assert usage["output_tokens"] > 0
+
+    async def test_the_model_calls_the_calculator_and_answers_with_its_number(self, real_harness: ChatHarness) -> None:
+        headers = await real_harness.new_user()
+        session_id = await real_harness.new_session(headers)
+
+        async with real_harness.client() as http:
+            response = await http.post(
+                "/api/v1/chatbot/chat/stream",
+                json={"session_id": session_id, "message": "Calculate 1234 * 5678."},
+                headers=headers,
+                timeout=300,
+            )
+
+        events = parse_sse(response.text)
+        calls = [data for name, data in events if name == "tool_call"]
+        results = [data for name, data in events if name == "tool_result"]
+        answer = "".join(data["content"] for name, data in events if name == "token")
+        assert response.status_code == 200
+        assert [(call["name"], call["args"]) for call in calls] == [("calculator", {"expression": "1234 * 5678"})]
+        assert [result["content"] for result in results] == ["7006652"]
+        assert "7006652" in answer.replace(",", "")
+        assert "{" not in answer

@@ -43,6 +43,7 @@ async def local_llm() -> AsyncIterator[LLMService]:
         _env_file=None,
         environment=Environment.test,
         llm_provider="local",
+        local_model=MODEL.name,  # the small one: these tests check the plumbing, fast
         agentserver_data_dir=MODEL_DATA_DIR,
         local_model_context=2048,
         llm_max_retries=0,

@@ -44,7 +44,7 @@ class TestPlanModels:
     def test_defaults_per_provider(self) -> None:
         assert [m.name for m in providers.plan_models(settings(openai_api_key="k")).models] == ["gpt-4o-mini"]
         assert [m.name for m in providers.plan_models(settings(anthropic_api_key="k")).models] == ["claude-haiku-4-5"]
-        assert [m.name for m in providers.plan_models(settings()).models] == ["qwen2.5-coder-0.5b"]
+        assert [m.name for m in providers.plan_models(settings()).models] == ["qwen2.5-coder-1.5b"]
 
     def test_fallbacks_may_mix_providers(self) -> None:
         plan = providers.plan_models(
@@ -139,7 +139,7 @@ class TestCli:
         result = CliRunner().invoke(cli_app, ["model", "status"], env={"COLUMNS": "200"})
 
         assert result.exit_code == 0, result.output
-        assert "qwen2.5-coder-0.5b (LOCAL_MODEL)" in result.output
+        assert "qwen2.5-coder-1.5b (LOCAL_MODEL)" in result.output
 
     def test_pull_refuses_a_mismatch_with_a_clear_message(self, cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         def bad_assemble(*args: Any, **kwargs: Any) -> Path:
@@ -151,7 +151,7 @@ class TestCli:
 
         assert result.exit_code == 1
         assert "refusing it" in result.output
-        assert not (cli_env / "models" / "qwen2.5-coder-0.5b.gguf").exists()
+        assert not (cli_env / "models" / "qwen2.5-coder-1.5b.gguf").exists()
 
     def test_unknown_model_is_refused(self, cli_env: Path) -> None:
         result = CliRunner().invoke(cli_app, ["model", "pull", "gpt-4o"])

@@ -16,16 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel, status_error
-from agentserver.memory.backend import COMPACT_EXTRACTION_PROMPT
+from agentserver.memory.extraction import extraction_prompt
 from agentserver.memory.isolation import IsolatedLoop
 from agentserver.memory.service import MemoryItem, MemoryService
 from tests.memory.conftest import extraction
 
 
 async def remember(memory: MemoryService, model: FakeChatModel, user_id: uuid.UUID, *facts: str) -> list[uuid.UUID]:
-    """Run one extraction whose model answer is `facts`; the ids it added."""
+    """Run one extraction whose model answer is `facts` (stated by the user, so they pass the filter); the ids
+    it added."""
     model.push(extraction(*facts))
-    return await memory.extract(user_id, uuid.uuid4(), "(user message)", "(assistant reply)")
+    said = "My facts: " + ". ".join(facts)
+    return await memory.extract(user_id, uuid.uuid4(), said, "(assistant reply)")
 
 
 def metric(operation: str, outcome: str) -> float:
@@ -45,7 +47,7 @@ class TestExtraction:
         assert [hit.text for hit in hits] == ["User is vegetarian"]
         assert hits[0].score is not None
 
-    async def test_only_the_new_exchange_is_sent_to_the_model(
+    async def test_only_the_users_message_is_sent_to_the_model(
         self, memory_service: MemoryService, scripted: FakeChatModel
     ) -> None:
         scripted.push(extraction())
@@ -53,9 +55,27 @@ class TestExtraction:
         await memory_service.extract(uuid.uuid4(), uuid.uuid4(), "I am vegetarian", "Noted, no meat.")
 
         prompt = scripted.prompts[0][-1].content
-        assert isinstance(prompt, str)
-        new_messages = prompt.split("## New Messages\n", 1)[1].split("\n\n", 1)[0]
-        assert new_messages == "user: I am vegetarian\nassistant: Noted, no meat."
+        assert prompt == "Already known:\n(nothing yet)\n\nThe user's message:\nI am vegetarian"
+
+    async def test_a_question_is_not_sent_to_the_model(
+        self, memory_service: MemoryService, scripted: FakeChatModel
+    ) -> None:
+        user = uuid.uuid4()
+        calls = len(scripted.calls)
+
+        await memory_service.extract(user, None, "What is the capital of France?", "Paris.")
+
+        assert (len(scripted.calls), await memory_service.list(user)) == (calls, [])
+
+    async def test_facts_the_user_never_stated_are_not_stored(
+        self, memory_service: MemoryService, scripted: FakeChatModel
+    ) -> None:
+        user = uuid.uuid4()
+        scripted.push(extraction("User lives in Busan", "User is vegetarian", "User likes green tea"))
+
+        await memory_service.extract(user, None, "I like green tea in the morning", "Green tea is healthy.")
+
+        assert [item.text for item in await memory_service.list(user)] == ["User likes green tea"]
 
     async def test_an_exchange_without_facts_stores_nothing(
         self, memory_service: MemoryService, scripted: FakeChatModel
@@ -95,7 +115,7 @@ class TestExtraction:
 
         system = scripted.prompts[0][0]
         assert isinstance(system, SystemMessage)
-        assert system.content == COMPACT_EXTRACTION_PROMPT
+        assert system.content == extraction_prompt("I am vegetarian")
 
 
 class TestIsolation:
@@ -146,7 +166,9 @@ class TestPromptSection:
     ) -> None:
         user = uuid.uuid4()
         facts = [f"User fact number {n}: likes topic {n} with a fairly long description attached" for n in range(200)]
-        await remember(memory_service, scripted, user, *facts)
+        # Stored as said (no extraction): the filter would rightly keep at most a few facts per message.
+        mem0: Any = memory_service.memory
+        await mem0.add([{"role": "user", "content": fact} for fact in facts], user_id=str(user), infer=False)
 
         recalled = await memory_service.recall(user, "Which topics does the user like?")
         section = memory_service.format_for_prompt(recalled)

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 
 from agentserver.config import Settings
 from agentserver.kit.db import session_scope
+from agentserver.memory.extraction import EXTRACTION_PROMPT
 from agentserver.models import Message, MessageRole, Run, RunStatus
 from tests.chat.conftest import ChatHarness, parse_sse, start_harness
 from tests.factories import auth_headers_for, create_user
@@ -28,7 +29,7 @@ from tests.ratelimit.apps import REDIS_TEST_URL
 
 pytestmark = pytest.mark.redis
 
-EXTRACTION_MARK = "You extract long-term memories"
+EXTRACTION_MARK = EXTRACTION_PROMPT.split(".", 1)[0]  # how the stub tells extraction from chat
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ async def cluster(
 def answer_or_extraction(body: dict[str, Any]) -> Reply:
     system = next((m.get("content") for m in body["messages"] if m.get("role") == "system"), "") or ""
     if EXTRACTION_MARK in str(system):
-        return Reply(text=json.dumps({"memory": [{"id": "0", "text": "User likes green tea"}]}))
+        return Reply(text=json.dumps({"memory": [{"id": "0", "text": "User likes green tea"}]}))  # stated: below
     return Reply(text="default answer")
 
 
@@ -220,7 +221,7 @@ class TestTwoApisTwoWorkers:
                 for turn in range(5):
                     await http.post(
                         "/api/v1/chatbot/chat",
-                        json={"session_id": session_id, "message": f"I like tea {turn}"},
+                        json={"session_id": session_id, "message": f"I like green tea, number {turn}"},
                         headers=headers,
                     )
             return str(session_id)

@@ -17,17 +17,27 @@ as `{"usage": {...}}`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolCall, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
@@ -35,11 +45,12 @@ from langgraph.types import interrupt
 
 from agentserver.agent import summarize
 from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget, turn_starts
-from agentserver.agent.prompts import render_system_prompt
+from agentserver.agent.prompts import SystemPrompt, render_system_prompt
 from agentserver.agent.state import AgentState, TurnContext
 from agentserver.agent.tools import run_tool_call
 from agentserver.cache import ResponseCache, request_key
 from agentserver.llm.usage import usage_of
+from agentserver.observability import tracing
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +78,10 @@ class AgentDeps:
     # CACHE_ENABLED: answers keyed by the whole model request and the user (cache.py).
     cache: ResponseCache | None = None
     model_name: str = ""
+    # The per-turn context goes in its own system message right before the latest turn, so the static
+    # instructions and the conversation so far form a prefix the server can cache. Off for providers that
+    # only take one leading system message (Anthropic): the context is appended to the instructions.
+    context_in_place: bool = True
 
     @property
     def keep_turns(self) -> int:
@@ -79,11 +94,56 @@ def _last_ai(state: AgentState) -> AIMessage | None:
     return last if isinstance(last, AIMessage) else None
 
 
+def _latest_user_text(messages: Sequence[AnyMessage]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.content if isinstance(message.content, str) else ""
+    return ""
+
+
+def model_input(prompt: SystemPrompt, history: Sequence[AnyMessage], context_in_place: bool) -> list[BaseMessage]:
+    """[instructions, earlier turns…, context, latest turn…]: static first, so the cached prefix is the longest."""
+    if not context_in_place:
+        return [SystemMessage(prompt.joined()), *history]
+    starts = turn_starts(history)
+    cut = starts[-1] if starts else len(history)
+    return [SystemMessage(prompt.instructions), *history[:cut], SystemMessage(prompt.context), *history[cut:]]
+
+
+Node = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def traced_node(name: str, node: Node) -> Node:
+    """The node inside a span `graph.node <name>` (tracing on): its LLM and tool spans nest under it.
+
+    `functools.wraps` keeps the node's signature, from which LangGraph decides what to pass (runtime).
+    """
+
+    @functools.wraps(node)
+    async def traced(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        with tracing.span(f"graph.node {name}", {"langgraph.node": name}, record_errors=False):
+            try:
+                return await node(*args, **kwargs)
+            except GraphBubbleUp:
+                raise  # an interrupt (approval) or a parent command: control flow, not a failure
+            except Exception as exc:
+                tracing.fail(type(exc).__name__)
+                raise
+
+    return traced
+
+
 def build_graph(
     deps: AgentDeps, checkpointer: BaseCheckpointSaver[Any] | None
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
-    # Built once: binding the tools converts every tool's schema, which is not free on each model call.
-    chat_model = deps.chat_model(deps.tools)
+    # Bound once, on first use (an API-only process builds the graph but has no model): binding the tools
+    # converts every tool's schema, which is not free on each model call.
+    bound: list[ChatModel] = []
+
+    def chat_model() -> ChatModel:
+        if not bound:
+            bound.append(deps.chat_model(deps.tools))
+        return bound[0]
 
     async def summarize_node(state: AgentState) -> dict[str, Any]:
         folded, _ = summarize.split_for_summary(state.get("messages") or [], deps.summary_after_turns, deps.keep_turns)
@@ -102,18 +162,19 @@ def build_graph(
 
     async def chat_node(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         context = runtime.context
-        system = render_system_prompt(
+        history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
+        prompt = render_system_prompt(
             long_term_memory=await context.long_term_memory() if context else "",
             conversation_summary=state.get("summary", ""),
+            latest_user_message=_latest_user_text(history),
         )
-        history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
-        prompt = [SystemMessage(system), *history]
+        messages = model_input(prompt, history, deps.context_in_place)
         cache, key = deps.cache, ""
         if cache is not None and context is not None:
-            key = request_key(deps.model_name, prompt, deps.tools)
+            key = request_key(deps.model_name, messages, deps.tools)
             if (hit := await cache.get(context.user_id, key)) is not None:
                 return {"messages": [hit]}
-        response = await chat_model.ainvoke(prompt)
+        response = await chat_model().ainvoke(messages)
         if cache is not None and context is not None and isinstance(response, AIMessage):
             await cache.set(context.user_id, key, response)
         return {"messages": [response]}
@@ -162,10 +223,10 @@ def build_graph(
         return "tools"
 
     builder = StateGraph(AgentState, context_schema=TurnContext)
-    builder.add_node("summarize", summarize_node)
-    builder.add_node("chat", chat_node)
-    builder.add_node("tools", tools_node)
-    builder.add_node("give_up", give_up_node)
+    builder.add_node("summarize", traced_node("summarize", summarize_node))
+    builder.add_node("chat", traced_node("chat", chat_node))
+    builder.add_node("tools", traced_node("tools", tools_node))
+    builder.add_node("give_up", traced_node("give_up", give_up_node))
 
     def route_from_start(state: AgentState) -> Literal["summarize", "chat"]:
         # Most turns have nothing to fold: they skip the summary step (a superstep of its own) entirely.

@@ -138,6 +138,7 @@ async def open_agent(
         approval_tools=frozenset(settings.tools_requiring_approval),
         cache=cache,
         model_name=model_name,
+        context_in_place=llm is None or llm.provider is not LLMProvider.anthropic,
     )
     log.info("agent.ready", tools=[t.name for t in tools], model=model_name or None)
     return AgentRuntime(graph=build_graph(deps, checkpointer), checkpointer=checkpointer, tools=tools)

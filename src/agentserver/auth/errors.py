@@ -25,3 +25,10 @@ class EmailAlreadyRegistered(Conflict):
 
     def __init__(self) -> None:
         super().__init__("An account with this email already exists")
+
+
+class AccountDisabled(Unauthorized):
+    """The account was disabled by an administrator (told only to whoever has its password)."""
+
+    def __init__(self) -> None:
+        super().__init__("This account is disabled")

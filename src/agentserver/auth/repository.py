@@ -88,3 +88,11 @@ class RefreshTokenRepository:
             .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+
+    async def revoke_all_for_user(self, user_id: uuid.UUID, at: datetime) -> None:
+        """Every login of the user ends (a disabled account)."""
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )

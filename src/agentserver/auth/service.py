@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentserver.auth.errors import EmailAlreadyRegistered, InvalidCredentials, InvalidRefreshToken
+from agentserver.auth.errors import AccountDisabled, EmailAlreadyRegistered, InvalidCredentials, InvalidRefreshToken
 from agentserver.auth.repository import RefreshTokenRepository, UserRepository
 from agentserver.auth.schemas import normalize_email
 from agentserver.auth.security import (
@@ -90,6 +90,9 @@ class AuthService:
         if not matches:
             log.info("auth.login_failed", reason="wrong_password", user_id=str(user.id))
             raise InvalidCredentials()
+        if user.disabled_at is not None:
+            log.info("auth.login_failed", reason="disabled", user_id=str(user.id))
+            raise AccountDisabled()
         if new_hash is not None:
             # The hashing parameters were raised since this hash was made: upgrade it while we have the password.
             user.password_hash = new_hash
@@ -149,8 +152,8 @@ class AuthService:
         except InvalidToken as exc:
             raise Unauthorized() from exc
         user = await UserRepository.from_session(session).get(claims.subject)
-        if user is None:
-            # Deleted users' tokens stop working at once, not when they expire.
+        if user is None or user.disabled_at is not None:
+            # Deleted and disabled users' tokens stop working at once, not when they expire.
             raise Unauthorized()
         return user
 

@@ -39,6 +39,8 @@ from agentserver.runs.service import StartedRun
 from agentserver.runs.service import runs as runs_service
 from agentserver.runs.streaming import RunStreams
 from agentserver.runs.transport import sse_response
+from agentserver.usage.errors import QuotaExceeded
+from agentserver.usage.limits import QuotaLimits
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1/chatbot", tags=["chat"])
@@ -48,6 +50,7 @@ TURN_ERRORS: dict[int | str, dict[str, Any]] = {
     404: SessionNotFound.schema(),
     409: TurnInProgress.schema(),
     422: MessageTooLong.schema(),
+    429: QuotaExceeded.schema(),
 }
 
 
@@ -71,6 +74,7 @@ async def start_run(
         text=text,
         max_chars=settings.max_message_chars,
         strategy=strategy or MultitaskStrategy(settings.default_multitask_strategy),
+        quotas=QuotaLimits.from_settings(settings),
     )
 
 

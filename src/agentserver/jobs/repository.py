@@ -58,6 +58,7 @@ _REQUEUE_STALE = text(
                     error = CASE WHEN attempts >= max_attempts THEN 'worker lost' END,
                     worker_id = NULL, heartbeat_at = NULL
     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => :stale_seconds)
+      AND NOT (id = ANY(CAST(:executing AS bigint[])))
     RETURNING id
     """
 )
@@ -134,8 +135,9 @@ class JobRepository:
             .values(status=JobStatus.pending, worker_id=None, heartbeat_at=None, attempts=Job.attempts - 1)
         )
 
-    async def requeue_stale(self, stale_seconds: float) -> list[int]:
-        return list((await self.session.scalars(_REQUEUE_STALE, {"stale_seconds": stale_seconds})).all())
+    async def requeue_stale(self, stale_seconds: float, *, executing: Sequence[int]) -> list[int]:
+        params = {"stale_seconds": stale_seconds, "executing": list(executing)}
+        return list((await self.session.scalars(_REQUEUE_STALE, params)).all())
 
     async def depth(self) -> dict[tuple[str, str], int]:
         """Jobs by (kind, status), for the queue metric."""

@@ -24,6 +24,8 @@ class AppError(Exception):
 
     status_code: int = 500
     headers: dict[str, str] | None = None
+    # More fields of the error body beside "error" and "detail" (e.g. QuotaExceeded's "reset_at").
+    extra: dict[str, Any] | None = None
 
     def __init__(self, message: str, status_code: int | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -151,7 +153,7 @@ def error_response(
 
 
 def app_error_response(exc: AppError) -> JSONResponse:
-    return error_response(exc.name, exc.message, exc.status_code, exc.headers)
+    return error_response(exc.name, exc.message, exc.status_code, exc.headers, **(exc.extra or {}))
 
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,7 @@ from agentserver.kit.errors import (
     internal_error_response,
     log_failure,
 )
+from agentserver.observability import tracing
 from agentserver.observability.http import observe_http_request
 
 log = structlog.get_logger("agentserver.http")
@@ -77,6 +78,9 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
+                trace_id = tracing.current_trace_id()  # tracing on: the request's trace, to look it up
+                if trace_id is not None:
+                    headers.append((tracing.TRACE_ID_HEADER, trace_id.encode("latin-1")))
                 message["headers"] = headers
             await send(message)
 

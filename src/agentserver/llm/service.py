@@ -7,7 +7,9 @@ Built in the app lifespan (`await LLMService.start(settings)`, stored in `state[
     answer = await model.ainvoke(messages)  # an AIMessage; tokens stream through LangGraph callbacks
     usage = llm.usage_of(answer)            # Usage(model, input_tokens, output_tokens, cost_usd)
 
-`cheap_model()` is the cheapest configured model (registry prices), for summaries and memory extraction.
+`cheap_model()` is the cheapest configured model (registry prices), for summaries inside a chat turn;
+`background_model()` is the same for work off the request path (memory extraction): on the embedded model it
+yields to chat (`llm/priority.py`).
 With `LLM_PROVIDER=fake` every model is one scripted `FakeChatModel` (`llm.fake`), which tests re-script.
 """
 
@@ -30,6 +32,7 @@ from agentserver.llm import providers
 from agentserver.llm.errors import LLMConfigurationError
 from agentserver.llm.fake import FakeChatModel
 from agentserver.llm.local import LocalModelServer
+from agentserver.llm.priority import ModelGate
 from agentserver.llm.registry import ModelInfo
 from agentserver.llm.resilience import Candidate, ResilientChatModel, RetryPolicy, Sleep
 from agentserver.llm.usage import Usage, usage_of
@@ -65,6 +68,8 @@ class LLMService:
         self._sleep = sleep
         self._settings = settings
         self._http = httpx.AsyncClient(timeout=DISCOVERY_TIMEOUT_SECONDS)
+        # The embedded model's CPU is the API host's: background calls must not slow a chat answer.
+        self.gate = ModelGate() if local_server is not None else None
 
     # --- lifecycle --------------------------------------------------------------------------------
     @classmethod
@@ -152,13 +157,32 @@ class LLMService:
         candidates = [
             Candidate(info.name, model.bind_tools(list(tools)) if tools else model) for info, model in self._models
         ]
-        return ResilientChatModel(candidates, self.policy, sleep=self._sleep, purpose="chat")
+        return ResilientChatModel(candidates, self.policy, sleep=self._sleep, purpose="chat", gate=self.gate)
 
     def cheap_model(self) -> Runnable[LanguageModelInput, BaseMessage]:
         """The cheapest configured model first (by registry price), the others as fallbacks; no tools."""
+        return ResilientChatModel(
+            self._cheap_candidates(), self.policy, sleep=self._sleep, purpose="cheap", gate=self.gate
+        )
+
+    def background_model(self) -> Runnable[LanguageModelInput, BaseMessage]:
+        """`cheap_model()` for work off the request path: on the embedded model it waits for, and yields to, chat.
+
+        Callers may pass `response_format=` (OpenAI's JSON mode or JSON schema) to `ainvoke`: it reaches every
+        provider (ChatAnthropic turns it into its own structured-output setting).
+        """
+        return ResilientChatModel(
+            self._cheap_candidates(),
+            self.policy,
+            sleep=self._sleep,
+            purpose="background",
+            gate=self.gate,
+            background=True,
+        )
+
+    def _cheap_candidates(self) -> list[Candidate]:
         ranked = sorted(self._models, key=lambda pair: _price(pair[0]))  # stable: ties keep the configured order
-        candidates = [Candidate(info.name, model) for info, model in ranked]
-        return ResilientChatModel(candidates, self.policy, sleep=self._sleep, purpose="cheap")
+        return [Candidate(info.name, model) for info, model in ranked]
 
     @staticmethod
     def usage_of(message: AIMessage) -> Usage:

@@ -40,6 +40,7 @@ from psycopg_pool import ConnectionPool
 from agentserver.config import Settings
 from agentserver.kit.db import libpq_url, psycopg_pool_options
 from agentserver.memory.embeddings import LocalEmbedder, Mem0LocalEmbedding
+from agentserver.memory.extraction import NOTHING, RESPONSE_FORMAT, ExtractionRequest, worth_extracting
 from agentserver.memory.isolation import IsolatedLoop
 from agentserver.memory.service import MemoryService, MemoryStore, VectorTable
 
@@ -55,29 +56,7 @@ mem0.utils.spacy_models._load_failed_lemma = True
 
 OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 OPENAI_EMBEDDING_DIMENSIONS = 1536
-# mem0's extraction system prompt is ~8k tokens of rules and examples: more than the embedded model's
-# whole context, and ~8k paid input tokens per chat turn on a hosted model. This is the same contract
-# (ADD-only facts from the new messages, JSON `{"memory": [...]}`) in a few hundred tokens.
-COMPACT_EXTRACTION_PROMPT = """You extract long-term memories about the user from the latest exchange of a conversation.
-
-The input has sections: "Existing Memories" (already stored: use them only to avoid duplicates), "New Messages"
-(the latest user message and assistant reply: extract only from these), and the current date.
-
-Extract what is worth remembering in future conversations: the user's name, family and relationships,
-preferences and dislikes, diet and health, work and studies, where they live, plans, goals, and concrete
-recommendations or decisions the assistant gave that the user may refer to later.
-
-Rules:
-- Each memory is one short, self-contained sentence in the third person, starting with "User"
-  (for example "User is vegetarian").
-- Write each memory in the language the user wrote in.
-- Skip greetings, small talk, and questions that reveal nothing about the user.
-- Skip facts that Existing Memories already hold.
-- Never invent anything. If there is nothing to remember, return an empty list.
-
-Answer with JSON only, no prose and no code fence, in exactly this shape:
-{"memory": [{"id": "0", "text": "User is vegetarian"}, {"id": "1", "text": "User lives in Busan"}]}
-"""
+BACKGROUND_WAIT_SECONDS = 3600.0
 _SCHEMA_LOCK = 7_312_004_201  # pg_advisory_xact_lock key: concurrent processes create the table once
 
 
@@ -85,11 +64,15 @@ _SCHEMA_LOCK = 7_312_004_201  # pg_advisory_xact_lock key: concurrent processes 
 
 
 class LangChainExtractionLLM(LLMBase):  # type: ignore[misc]
-    """mem0's LLM interface over the app's LangChain model (`LLMService.cheap_model()`).
+    """mem0's LLM interface over the app's LangChain model (`LLMService.background_model()`).
 
     mem0 calls `generate_response` from a worker thread. The call is scheduled on the app's event loop,
     so it goes through the model's async client with its retries, fallbacks and metrics, and the worker
     thread waits for the answer. (mem0's own "langchain" provider needs the full `langchain` package.)
+
+    mem0's fact extraction is replaced by ours (`memory/extraction.py`): mem0's ~8k-token prompt is more than
+    the embedded model's whole context, and its answers are filtered to facts the user stated. The request's
+    `response_format` (our JSON schema for extraction, mem0's own otherwise) reaches the provider.
     """
 
     def __init__(
@@ -113,8 +96,16 @@ class LangChainExtractionLLM(LLMBase):  # type: ignore[misc]
     ) -> str:
         if _running_loop() is self.loop:
             raise RuntimeError("generate_response() would deadlock on the event loop thread")
-        prompt = [_to_langchain(message) for message in messages]
-        future = asyncio.run_coroutine_threadsafe(self.model.ainvoke(prompt), self.loop)
+        request = ExtractionRequest.from_mem0(messages) if _is_extraction(messages) else None
+        if request is not None:
+            if not worth_extracting(request.user_message):
+                return NOTHING  # a question or a request: no fact to look for, no model call
+            prompt = request.prompt()
+            response_format = RESPONSE_FORMAT
+        else:
+            prompt = [_to_langchain(message) for message in messages]
+        options = {"response_format": response_format} if response_format else {}
+        future = asyncio.run_coroutine_threadsafe(self.model.ainvoke(prompt, **options), self.loop)
         # The coroutine may already be running (and shutdown already under way) before this thread gets
         # here: register and check the flag under one lock so cancel_pending() can never miss a caller.
         with self._pending_lock:
@@ -130,7 +121,7 @@ class LangChainExtractionLLM(LLMBase):  # type: ignore[misc]
             with self._pending_lock:
                 self._pending.discard(future)
         text = answer.text if isinstance(answer.text, str) else str(answer.content)
-        return text
+        return request.filtered_answer(text) if request is not None else text
 
     def cancel_pending(self) -> None:
         """Release worker threads waiting for the model, now and from now on (shutdown: jobs given up)."""
@@ -140,11 +131,15 @@ class LangChainExtractionLLM(LLMBase):  # type: ignore[misc]
                 future.cancel()
 
 
+def _is_extraction(messages: list[dict[str, str]]) -> bool:
+    return any(
+        m.get("role") == "system" and m.get("content", "").startswith(ADDITIVE_EXTRACTION_PROMPT) for m in messages
+    )
+
+
 def _to_langchain(message: dict[str, str]) -> BaseMessage:
     role, content = message.get("role"), message.get("content", "")
     if role == "system":
-        if content.startswith(ADDITIVE_EXTRACTION_PROMPT):
-            return SystemMessage(COMPACT_EXTRACTION_PROMPT)
         return SystemMessage(content)
     if role == "assistant":
         return AIMessage(content)
@@ -316,8 +311,10 @@ async def start_memory(
         await isolation.call(lambda: pool.open(wait=True, timeout=settings.database_connect_timeout_seconds))
         stack.push_async_callback(isolation.call, pool.close)
         await isolation.call(ensure_schema, pool, table)
+        # The model call itself is bounded by LLM_DEADLINE_SECONDS once it starts; on the embedded model it first
+        # waits for chat to go quiet (llm/priority.py), which under steady chat can take long: bound only that.
         llm: LLMBase = (
-            LangChainExtractionLLM(model, asyncio.get_running_loop(), timeout=settings.llm_deadline_seconds)
+            LangChainExtractionLLM(model, asyncio.get_running_loop(), timeout=BACKGROUND_WAIT_SECONDS)
             if model is not None
             else _NoExtractionLLM()
         )

@@ -22,6 +22,8 @@ async def open_memory(
     # mem0 takes seconds to import: a server with memory off (and every CLI command) never loads it.
     from agentserver.memory.backend import start_memory  # noqa: PLC0415
 
-    memory = await stack.enter_async_context(start_memory(settings, database_url, llm.cheap_model() if llm else None))
+    memory = await stack.enter_async_context(
+        start_memory(settings, database_url, llm.background_model() if llm else None)
+    )
     stack.enter_context(pool_collector.track("memory", psycopg_pool_sampler(memory.store.pool)))
     return memory

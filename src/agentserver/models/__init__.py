@@ -14,7 +14,8 @@ from agentserver.models.run import (
     RunStatus,
 )
 from agentserver.models.run_event import RunEventRow
-from agentserver.models.user import User
+from agentserver.models.usage import UsageCounter, UserQuota
+from agentserver.models.user import User, UserRole
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -31,5 +32,8 @@ __all__ = [
     "Run",
     "RunEventRow",
     "RunStatus",
+    "UsageCounter",
     "User",
+    "UserQuota",
+    "UserRole",
 ]

@@ -85,3 +85,6 @@ class Run(IdMixin, TimestampMixin, Base):
     assistant_message_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     # {"model", "input_tokens", "output_tokens", "cost_usd"} of every model call of the run (summaries included).
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    # The W3C trace context of the request that queued the run (tracing on): the worker's run span is its
+    # child, so one trace holds the request and the run's execution in another process.
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -2,7 +2,8 @@
 
 Configured once, by `create_app()` or the CLI, never at import. Standard-library loggers (uvicorn,
 alembic, sqlalchemy, httpx) go through the same renderer so every line has the same shape, and every
-line logged during a request carries the bound request context (request_id, user_id, session_id).
+line logged during a request carries the bound request context (request_id, user_id, session_id) and,
+with tracing on, the trace_id and span_id of the current span.
 
 Two rules keep logs safe to ship to a log store:
 - secrets never appear at any level: credential-like keys are replaced, and `scheme://user:pass@`
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import structlog
 
 from agentserver.config import Settings
+from agentserver.observability.tracing import add_trace_ids
 
 # Keys never written at any level: values are replaced, the key stays so the event is still readable.
 _SECRET_KEYS = frozenset(
@@ -99,6 +101,7 @@ def shared_processors() -> list[Any]:
     """The processors every line goes through, structlog's and foreign (stdlib) ones alike."""
     return [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,  # trace_id / span_id of the current span (tracing on; a no-op otherwise)
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

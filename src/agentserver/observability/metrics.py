@@ -2,7 +2,8 @@
 
 Collectors are process-wide (prometheus-client's default registry), which is what a scrape of one
 process expects. Labels are bounded: route *templates*, model names from the registry/settings, tool
-names, fixed outcome words. Never raw paths, user ids or message text.
+names, fixed outcome words. Never raw paths, user ids or message text (one exception, bounded: the top-N
+spenders gauge below).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ LLM_TOKENS = Counter(
 LLM_COST = Counter("agentserver_llm_cost_usd_total", "LLM cost in US dollars by model", ["model"])
 LLM_RETRIES = Counter("agentserver_llm_retries_total", "LLM call retries by model and reason", ["model", "reason"])
 LLM_FALLBACKS = Counter("agentserver_llm_fallbacks_total", "Switches to a fallback model", ["from_model", "to_model"])
+LLM_PREEMPTIONS = Counter(
+    "agentserver_llm_background_preemptions_total",
+    "Background model calls (memory extraction) cancelled to let a chat call run, then restarted",
+)
 
 # --- tools (outcome: success | error | timeout) -----------------------------------------------------
 TOOL_CALLS = Counter("agentserver_tool_calls_total", "Agent tool calls by tool and outcome", ["tool", "outcome"])
@@ -109,4 +114,23 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
 CACHE_REQUESTS = Counter("agentserver_cache_requests_total", "Response cache lookups by result (hit|miss)", ["result"])
 CACHE_ERRORS = Counter(
     "agentserver_cache_errors_total", "Response cache storage failures (lookups became misses, stores were skipped)"
+)
+
+# --- usage and quotas -----------------------------------------------------------------------------------
+QUOTA_REFUSALS = Counter(
+    "agentserver_quota_refusals_total",
+    "Runs refused by a user budget, by period (day|month), kind (tokens|cost_usd) and reason (spent|busy)",
+    ["period", "kind", "reason"],
+)
+# Bounded by USAGE_TOP_USERS per period (the label set is replaced on every refresh): the top spenders by
+# user id, never by email and never one series per user. Set by every worker process from the database.
+USAGE_TOP_USER_COST = Gauge(
+    "agentserver_usage_top_user_cost_usd",
+    "Cost in US dollars of the top spenders of the current UTC day and month, by period and user id",
+    ["period", "user_id"],
+)
+USAGE_TOP_USER_TOKENS = Gauge(
+    "agentserver_usage_top_user_tokens",
+    "Tokens (input + output) of the top spenders of the current UTC day and month, by period and user id",
+    ["period", "user_id"],
 )

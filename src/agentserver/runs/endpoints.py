@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import StreamingResponse
 
-from agentserver.auth.dependencies import CurrentUser
+from agentserver.auth.dependencies import CurrentUser, SettingsDep
 from agentserver.kit.db import SessionDep, SessionmakerDep
 from agentserver.kit.errors import Unauthorized
 from agentserver.kit.pagination import CURSOR_MAX_LENGTH, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
@@ -17,6 +17,8 @@ from agentserver.runs.errors import InvalidResume, RunAlreadyFinished, RunNotFou
 from agentserver.runs.schemas import ResumeRequest, RunPage, RunRead
 from agentserver.runs.service import runs as runs_service
 from agentserver.runs.transport import parse_last_event_id, sse_response
+from agentserver.usage.errors import QuotaExceeded
+from agentserver.usage.limits import QuotaLimits
 
 router = APIRouter(tags=["runs"], responses={401: Unauthorized.schema()})
 
@@ -64,13 +66,28 @@ async def cancel_run(
     "/api/v1/runs/{run_id}/resume",
     summary="Decide on a paused tool call (approve, reject, or edit its arguments); the run continues",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={404: RunNotFound.schema(), 409: RunNotInterrupted.schema(), 422: InvalidResume.schema()},
+    responses={
+        404: RunNotFound.schema(),
+        409: RunNotInterrupted.schema(),
+        422: InvalidResume.schema(),
+        429: QuotaExceeded.schema(),
+    },
 )
 async def resume_run(
-    run_id: uuid.UUID, body: ResumeRequest, user: CurrentUser, sessionmaker: SessionmakerDep, agent: AgentDep
+    run_id: uuid.UUID,
+    body: ResumeRequest,
+    user: CurrentUser,
+    sessionmaker: SessionmakerDep,
+    agent: AgentDep,
+    settings: SettingsDep,
 ) -> RunRead:
     run = await runs_service.resume(
-        sessionmaker, user_id=user.id, run_id=run_id, decision=body.as_decision(), validate_args=agent.validate_args
+        sessionmaker,
+        user_id=user.id,
+        run_id=run_id,
+        decision=body.as_decision(),
+        validate_args=agent.validate_args,
+        quotas=QuotaLimits.from_settings(settings),
     )
     return RunRead.model_validate(run)
 

@@ -21,6 +21,7 @@ import asyncio
 import enum
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
@@ -36,6 +37,7 @@ from agentserver.jobs.repository import WORK_CHANNEL
 from agentserver.kit.db import autocommit, engine_of, is_database_outage, session_scope
 from agentserver.kit.errors import AppError, DatabaseUnavailable, InternalServerError, log_failure
 from agentserver.models import ChatSession, Message, RunStatus
+from agentserver.observability import tracing
 from agentserver.observability.metrics import CHAT_TURNS
 from agentserver.runs import events
 from agentserver.runs.emitter import RunEmitter
@@ -43,6 +45,8 @@ from agentserver.runs.eventlog import EventLog
 from agentserver.runs.live import LiveRuns
 from agentserver.runs.repository import ClaimedRun, RunRepository
 from agentserver.runs.translate import RunResult, StreamTranslator, result_of, run_messages
+from agentserver.usage.limits import current_periods
+from agentserver.usage.repository import Spent
 
 log = structlog.get_logger(__name__)
 
@@ -120,6 +124,18 @@ class RunExecutor:
     async def execute(self, execution: Execution) -> None:
         """Run it to one of its ends; never raises (failures end the run as `error`, except a database
         outage, which leaves the run to be taken over)."""
+        run = execution.run
+        # Tracing on: a child of the request that queued the run, whichever process that was.
+        attributes = {
+            "agentserver.run.id": str(run.id),
+            "agentserver.run.attempt": run.attempt,
+            "session.id": str(run.session_id),
+            "user.id": str(run.user_id),
+        }
+        with tracing.span_from(run.traceparent, "run.execute", attributes):
+            await self._execute(execution)
+
+    async def _execute(self, execution: Execution) -> None:
         run = execution.run
         structlog.contextvars.bind_contextvars(run_id=str(run.id), session_id=str(run.session_id))
         previous = await self._last_event(run)
@@ -218,6 +234,7 @@ class RunExecutor:
             )
         if paused:
             CHAT_TURNS.labels(outcome="interrupted").inc()
+            tracing.annotate({"agentserver.run.status": RunStatus.interrupted.value})
             emitter.emit(events.approval_required(str(run.id), translator.interrupt))
 
     async def _fail(self, run: ClaimedRun, error: AppError, emitter: RunEmitter) -> None:
@@ -232,6 +249,8 @@ class RunExecutor:
             return
         if ended:
             CHAT_TURNS.labels(outcome="error").inc()
+            tracing.annotate({"agentserver.run.status": RunStatus.error.value, "error.type": error.name})
+            tracing.fail(error.name)
             emitter.emit(events.error(type(error).__name__, error.message))
 
     async def _finish(self, run: ClaimedRun, status: RunStatus, result: RunResult) -> uuid.UUID | None | bool:
@@ -266,9 +285,34 @@ class RunExecutor:
             job = (MEMORY_EXTRACT_JOB, WORK_CHANNEL, payload)
         async with autocommit(self.engine) as conn:
             ended = await RunRepository.from_session(conn).finish_with_answer(
-                run.id, self.worker_id, status, usage=result.usage.as_dict(), message=message, job=job
+                run.id,
+                self.worker_id,
+                status,
+                usage=result.usage.as_dict(),
+                message=message,
+                job=job,
+                # What the run spent, counted against the user's budgets with the run's end: exactly once.
+                spent=Spent(
+                    result.usage.input_tokens,
+                    result.usage.output_tokens,
+                    result.usage.cost_usd,
+                    current_periods(datetime.now(UTC)),
+                ),
             )
-        return message_id if ended else False
+        if not ended:
+            return False
+        tracing.annotate(
+            {
+                "agentserver.run.status": status.value,
+                "agentserver.run.finish_reason": result.finish_reason,
+                "gen_ai.response.model": result.usage.model,
+                "gen_ai.usage.input_tokens": result.usage.input_tokens,
+                "gen_ai.usage.output_tokens": result.usage.output_tokens,
+                "agentserver.cost_usd": float(result.usage.cost_usd),
+                "agentserver.tool_calls": len(result.tool_calls),
+            }
+        )
+        return message_id
 
     async def _stopped(self, execution: Execution, translator: StreamTranslator, emitter: RunEmitter) -> None:
         run, reason = execution.run, execution.reason or StopReason.shutdown

@@ -22,6 +22,7 @@ from sqlalchemy import func, select, text, update
 from agentserver.kit.db import Executor
 from agentserver.kit.pagination import keyset_page
 from agentserver.models import UNFINISHED_STATUSES, Run, RunStatus
+from agentserver.usage.repository import Spent, count_run_sql
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ClaimedRun:
     resume: dict[str, Any] | None
     attempt: int
     cancel_requested: str | None
+    traceparent: str | None = None  # the W3C trace context of the request that queued it (tracing on)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ _CLAIM = text(
                     started_at = coalesce(runs.started_at, now())
     FROM candidates WHERE runs.id = candidates.id
     RETURNING runs.id, runs.session_id, runs.user_id, runs.user_message_id, runs.resume, runs.attempt,
-              runs.cancel_requested,
+              runs.cancel_requested, runs.traceparent,
               (SELECT m.content FROM messages m WHERE m.id = runs.user_message_id) AS text
     """
 )
@@ -81,6 +83,7 @@ _REQUEUE_STALE = text(
         ended_at = CASE WHEN cancel_requested IS NOT NULL OR attempt >= :max_attempts THEN now() END,
         worker_id = NULL, heartbeat_at = NULL
     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => :stale_seconds)
+      AND NOT (id = ANY(CAST(:executing AS uuid[])))
     RETURNING id, status
     """
 )
@@ -91,9 +94,9 @@ _REQUEUE_STALE = text(
 _CREATE = text(
     """
     WITH run AS (
-        INSERT INTO runs (id, session_id, user_id, status, multitask_strategy, user_message_id, attempt)
+        INSERT INTO runs (id, session_id, user_id, status, multitask_strategy, user_message_id, attempt, traceparent)
         SELECT CAST(:run_id AS uuid), CAST(:session_id AS uuid), CAST(:user_id AS uuid), 'pending',
-               CAST(:strategy AS varchar), CAST(:message_id AS uuid), 0
+               CAST(:strategy AS varchar), CAST(:message_id AS uuid), 0, CAST(:traceparent AS varchar)
         WHERE CAST(:force AS boolean) OR NOT EXISTS (
             SELECT 1 FROM runs WHERE session_id = CAST(:session_id AS uuid)
             AND status IN ('pending', 'running', 'interrupted'))
@@ -112,7 +115,7 @@ _CREATE = text(
 # The end of a run that produced an answer, in one statement: the guarded status change, the assistant
 # message (only if the change happened: exactly one answer per run), and the memory extraction job.
 _FINISH_WITH_ANSWER = text(
-    """
+    f"""
     WITH ended AS (
         UPDATE runs SET status = CAST(:status AS run_status), ended_at = now(), heartbeat_at = NULL,
                         usage = CAST(:usage AS jsonb), assistant_message_id = CAST(:message_id AS uuid)
@@ -131,10 +134,13 @@ _FINISH_WITH_ANSWER = text(
         SELECT CAST(:job_kind AS varchar), user_id, CAST(:job_payload AS jsonb), 'pending', 0, 5 FROM ended
         WHERE CAST(:job_kind AS varchar) IS NOT NULL
         RETURNING id
+    ), counted AS (
+        {count_run_sql("ended")}
+        RETURNING 1
     )
     SELECT (SELECT count(*) FROM ended) AS ended,
            (SELECT pg_notify(CAST(:job_channel AS text), 'job') FROM job LIMIT 1) AS notified
-    """
+    """  # noqa: S608 (formatted with our own SQL only)
 )
 
 
@@ -193,6 +199,7 @@ class RunRepository:
         strategy: str,
         channel: str,
         force: bool,
+        traceparent: str | None = None,
     ) -> bool:
         """Insert a pending run and its user message, and wake the workers; False (nothing inserted) when
         `force` is false and the session has an unfinished run."""
@@ -208,6 +215,7 @@ class RunRepository:
                     "strategy": strategy,
                     "channel": channel,
                     "force": force,
+                    "traceparent": traceparent,
                 },
             )
         ).one()
@@ -227,6 +235,7 @@ class RunRepository:
                 resume=row["resume"],
                 attempt=row["attempt"],
                 cancel_requested=row["cancel_requested"],
+                traceparent=row["traceparent"],
             )
             for row in rows
         ]
@@ -243,10 +252,13 @@ class RunRepository:
         )
         return {row.id: row.cancel_requested for row in rows}
 
-    async def requeue_stale(self, *, stale_seconds: float, max_attempts: int) -> list[StaleRun]:
-        rows = await self.session.execute(
-            _REQUEUE_STALE, {"stale_seconds": stale_seconds, "max_attempts": max_attempts}
-        )
+    async def requeue_stale(
+        self, *, stale_seconds: float, max_attempts: int, executing: Sequence[uuid.UUID]
+    ) -> list[StaleRun]:
+        """Runs whose worker stopped heartbeating, except those the reaping worker is executing itself (its
+        heartbeat may just be late, e.g. when the event loop was busy)."""
+        params = {"stale_seconds": stale_seconds, "max_attempts": max_attempts, "executing": list(executing)}
+        rows = await self.session.execute(_REQUEUE_STALE, params)
         return [StaleRun(row.id, RunStatus(row.status)) for row in rows]
 
     async def finish(self, run_id: uuid.UUID, worker_id: str, status: RunStatus, **values: Any) -> bool:
@@ -269,9 +281,11 @@ class RunRepository:
         usage: dict[str, Any],
         message: dict[str, Any] | None,
         job: tuple[str, str, dict[str, Any]] | None,
+        spent: Spent,
     ) -> bool:
         """running → success | cancelled with its answer (`message`: the assistant message's columns, None
-        for none) and an optional job ((kind, wake-up channel, payload)), all or nothing, in one statement.
+        for none), an optional job ((kind, wake-up channel, payload)) and what it spent added to the user's
+        usage counters of `spent.periods`: all or nothing, in one statement, so a run is counted exactly once.
         False: the run was not ours to end any more, and nothing was written."""
         assert status in (RunStatus.success, RunStatus.cancelled)
         message = message or {}
@@ -294,6 +308,7 @@ class RunRepository:
                     "job_kind": job[0] if job else None,
                     "job_channel": job[1] if job else "",
                     "job_payload": json.dumps(job[2]) if job else None,
+                    **spent.params(),
                 },
             )
         ).one()
@@ -326,12 +341,15 @@ class RunRepository:
         )
         return row.first() is not None
 
-    async def resume(self, user_id: uuid.UUID, run_id: uuid.UUID, decision: dict[str, Any]) -> bool:
-        """interrupted → pending with the decision a worker will resume the graph with."""
+    async def resume(
+        self, user_id: uuid.UUID, run_id: uuid.UUID, decision: dict[str, Any], *, traceparent: str | None = None
+    ) -> bool:
+        """interrupted → pending with the decision a worker will resume the graph with (and the trace context
+        of the request that decided, which the rest of the run continues)."""
         row = await self.session.execute(
             update(Run)
             .where(Run.id == run_id, Run.user_id == user_id, Run.status == RunStatus.interrupted)
-            .values(status=RunStatus.pending, resume=decision)
+            .values(status=RunStatus.pending, resume=decision, traceparent=traceparent)
             .returning(Run.id)
         )
         return row.first() is not None

@@ -22,6 +22,7 @@ from agentserver.kit.db import session_scope
 from agentserver.kit.pagination import finish_page
 from agentserver.kit.pg_listen import notify
 from agentserver.models import ChatSession, MultitaskStrategy, Run, RunStatus
+from agentserver.observability import tracing
 from agentserver.observability.metrics import CHAT_TURNS
 from agentserver.runs import events
 from agentserver.runs.errors import (
@@ -38,6 +39,8 @@ from agentserver.runs.executor import erase_run
 from agentserver.runs.repository import RunRepository
 from agentserver.runs.worker import CANCEL_CHANNEL
 from agentserver.sessions.repository import ChatSessionRepository
+from agentserver.usage.limits import QuotaLimits
+from agentserver.usage.service import usage as usage_service
 
 log = structlog.get_logger(__name__)
 
@@ -63,13 +66,34 @@ class RunService:
         text: str,
         max_chars: int,
         strategy: MultitaskStrategy = MultitaskStrategy.reject,
+        quotas: QuotaLimits | None = None,
     ) -> StartedRun:
-        """Store the user message and a pending run for it (404/409/422 raise here, nothing stored)."""
+        """Store the user message and a pending run for it (404/409/422, and 429 when `quotas` — the
+        deployment's default budgets, overridden per user — have no room for it, raise here: nothing stored)."""
         if len(text) > max_chars:
             raise MessageTooLong(max_chars)
+        with tracing.span("run.enqueue", {"session.id": str(session_id), "user.id": str(user_id)}) as span:
+            run, ended = await self._store(sessionmaker, user_id, session_id, text, strategy, quotas)
+            span.set_attribute("agentserver.run.id", str(run.id))
+        for run_id, reason in ended:
+            await announce_end(event_log, run_id, reason)
+        return run
+
+    async def _store(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        text: str,
+        strategy: MultitaskStrategy,
+        quotas: QuotaLimits | None,
+    ) -> tuple[StartedRun, list[tuple[uuid.UUID, str]]]:
         ended: list[tuple[uuid.UUID, str]] = []
         run_id, message_id = uuid.uuid4(), uuid.uuid4()
         async with session_scope(sessionmaker) as db:
+            if quotas is not None:
+                # First: it locks the user's row, and deletions lock the user before the sessions too.
+                await usage_service.admit(db, user_id=user_id, defaults=quotas)
             # Ownership, the session's lock (concurrent messages to one session queue here) and its
             # "last active" time, in one statement.
             owned = await db.scalar(
@@ -90,15 +114,15 @@ class RunService:
                 content=text,
                 strategy=strategy.value,
                 channel=WORK_CHANNEL,
+                # Tracing on: the worker's run span continues this request's trace (None when off).
+                traceparent=tracing.current_traceparent(),
             )
             # The common case in one more round trip: the session is idle, the run goes in.
             if not await create(force=False):
                 unfinished = await runs.unfinished_in_session(session_id)
                 ended = await self._make_way(db, runs, session_id, unfinished, strategy)
                 await create(force=True)
-        for ended_id, reason in ended:
-            await announce_end(event_log, ended_id, reason)
-        return StartedRun(run_id, session_id, message_id)
+        return StartedRun(run_id, session_id, message_id), ended
 
     async def _make_way(
         self,
@@ -158,9 +182,13 @@ class RunService:
         run_id: uuid.UUID,
         decision: dict[str, Any],
         validate_args: ArgsValidator,
+        quotas: QuotaLimits | None = None,
     ) -> Run:
-        """Hand a paused run its decision; a worker continues it from the checkpoint."""
+        """Hand a paused run its decision; a worker continues it from the checkpoint (which calls the model
+        again: `quotas` admit it like a new run)."""
         async with session_scope(sessionmaker) as db:
+            if quotas is not None:
+                await usage_service.admit(db, user_id=user_id, defaults=quotas)
             runs = RunRepository.from_session(db)
             run = await runs.get_owned(user_id, run_id)
             if run is None:
@@ -173,7 +201,7 @@ class RunService:
                     validate_args(tool, decision["args"])
                 except (ValidationError, ValueError) as exc:
                     raise InvalidResume(f"args: not valid for {tool}: {_first_problem(exc)}") from None
-            if not await runs.resume(user_id, run_id, decision):
+            if not await runs.resume(user_id, run_id, decision, traceparent=tracing.current_traceparent()):
                 raise RunNotInterrupted()  # resumed or cancelled by a concurrent request
             await notify(db, WORK_CHANNEL, "run")
             run = await runs.get(run_id)

@@ -52,6 +52,9 @@ CANCEL_CHANNEL = "agentserver_run_cancel"
 # Failures reaching the database while claiming: wait a little longer each time, up to this.
 MAX_CLAIM_BACKOFF_SECONDS = 5.0
 SWEEP_EVERY_SECONDS = 300.0
+QUEUE_GAUGE_SECONDS = 1.0
+# Label sets the queue gauge has shown: they read 0 when their jobs are gone (never vanish from /metrics).
+JOBS_QUEUED_SEEN: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class Worker:
             asyncio.create_task(self._claim_loop("jobs"), name="worker-jobs"),
             asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
             asyncio.create_task(self._reaper_loop(), name="worker-reaper"),
+            asyncio.create_task(self._queue_gauge_loop(), name="worker-queue-gauge"),
         ]
         log.info("worker.started", worker_id=self.id, concurrency=self.config.run_concurrency)
 
@@ -312,13 +316,13 @@ class Worker:
     async def _reap(self) -> None:
         async with session_scope(self.sessionmaker) as db:
             stale = await RunRepository.from_session(db).requeue_stale(
-                stale_seconds=self.config.stale_seconds, max_attempts=self.config.max_attempts
+                stale_seconds=self.config.stale_seconds,
+                max_attempts=self.config.max_attempts,
+                executing=list(self._executions),
             )
-            jobs = await JobRepository.from_session(db).requeue_stale(self.config.stale_seconds)
-            depth = await JobRepository.from_session(db).depth()
-        JOBS_QUEUED.clear()
-        for (kind, status), count in depth.items():
-            JOBS_QUEUED.labels(kind=kind, status=status).set(count)
+            jobs = await JobRepository.from_session(db).requeue_stale(
+                self.config.stale_seconds, executing=list(self._jobs)
+            )
         for run in stale:
             RUNS_RECOVERED.labels(outcome=run.status.value).inc()
             log.warning("worker.run_recovered", run_id=str(run.id), status=run.status.value)
@@ -328,6 +332,25 @@ class Worker:
             log.warning("worker.jobs_recovered", jobs=len(jobs))
         if stale:
             self._wake_runs.set()
+
+    async def _queue_gauge_loop(self) -> None:
+        """agentserver_jobs_queued, refreshed every second (one small GROUP BY on the jobs table)."""
+        while True:
+            await asyncio.sleep(QUEUE_GAUGE_SECONDS)
+            try:
+                async with session_scope(self.sessionmaker) as db:
+                    depth = await JobRepository.from_session(db).depth()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("worker.queue_gauge_failed", error=type(exc).__name__)
+                continue
+            for kind, status in list(JOBS_QUEUED_SEEN):
+                if (kind, status) not in depth:
+                    JOBS_QUEUED.labels(kind=kind, status=status).set(0)
+            for (kind, status), count in depth.items():
+                JOBS_QUEUED_SEEN.add((kind, status))
+                JOBS_QUEUED.labels(kind=kind, status=status).set(count)
 
     async def _append_end(self, run_id: uuid.UUID, status: RunStatus) -> None:
         """The terminal event of a run that ended without its worker (followers are waiting for it)."""

@@ -26,6 +26,7 @@ from agentserver.agent.tools.web_search import (
     SearchUnavailableError,
     format_results,
 )
+from agentserver.observability import tracing
 from agentserver.observability.metrics import TOOL_CALLS, TOOL_LATENCY
 
 log = structlog.get_logger(__name__)
@@ -97,6 +98,17 @@ _EXPECTED_ERRORS = (CalculatorError, WeatherError)
 async def run_tool_call(tools: Sequence[BaseTool], call: ToolCall) -> ToolMessage:
     """Run one tool call; always returns a ToolMessage (status "error" on failure)."""
     name, call_id = call["name"], call.get("id") or ""
+    # Tracing on: a span per call (name, call id, outcome; never its arguments or result: they are content).
+    attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name, "gen_ai.tool.call.id": call_id}
+    with tracing.span(f"tool.call {name}", attributes):
+        message = await _run_tool_call(tools, name, call_id, call)
+        tracing.annotate({"agentserver.tool.outcome": "success" if message.status == "success" else "error"})
+        if message.status != "success":
+            tracing.fail("tool error")
+        return message
+
+
+async def _run_tool_call(tools: Sequence[BaseTool], name: str, call_id: str, call: ToolCall) -> ToolMessage:
     by_name = {tool.name: tool for tool in tools}
     tool = by_name.get(name)
     if tool is None:
@@ -119,7 +131,11 @@ async def run_tool_call(tools: Sequence[BaseTool], call: ToolCall) -> ToolMessag
         content = f"Error: {exc}"
     except SearchUnavailableError:
         outcome = "error"
-        content = "Error: search unavailable (no network access to the search service). Answer from what you know."
+        # Said plainly, so the answer tells the user instead of passing off the model's guesses as results.
+        content = (
+            "Error: web search unavailable: the search service cannot be reached (no network access). "
+            "Tell the user the search could not be done; do not make up results."
+        )
     except TimeoutError:
         outcome = "timeout"
         content = f"Error: {name} timed out."

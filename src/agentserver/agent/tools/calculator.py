@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -110,9 +111,17 @@ def _eval(node: ast.AST) -> Any:
     raise CalculatorError(f"unsupported expression element: {type(node).__name__}")
 
 
+# `15%` as a percentage (`15% of 240`, `240 * 15%`), not the modulo operator (`17 % 5` keeps a right operand).
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%(?!\s*[\d(.])")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_OF = re.compile(r"\)\s*of\s*", re.IGNORECASE)
+
+
 def evaluate(expression: str) -> int | float:
     """Evaluate an arithmetic expression; raises CalculatorError with a message for the model."""
     expression = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
+    expression = _THOUSANDS.sub("", expression)
+    expression = _OF.sub(") * ", _PERCENT.sub(r"(\1 / 100)", expression))
     if not expression:
         raise CalculatorError("empty expression")
     if len(expression) > MAX_EXPRESSION_CHARS:

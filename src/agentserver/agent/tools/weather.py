@@ -53,7 +53,10 @@ class OpenMeteo:
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise WeatherError(f"weather service unavailable ({type(exc).__name__})") from exc
+            raise WeatherError(
+                f"weather service unavailable: it cannot be reached ({type(exc).__name__}). "
+                "Tell the user the weather could not be retrieved; do not guess it."
+            ) from exc
         if not isinstance(body, dict):
             raise WeatherError("weather service returned an unexpected answer")
         return body

@@ -1,0 +1,1 @@
+"""The agent's quality, measured: `make eval` (or `python -m evals`), results in `evals/results/`."""

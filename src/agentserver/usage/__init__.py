@@ -1,0 +1,1 @@
+"""Usage (what each user's runs cost) and quotas (what each user may spend per day and month)."""
