@@ -80,6 +80,17 @@ async def one_turn(harness: ChatHarness, message: str = "what is 2+2?") -> tuple
     return response.json(), response.headers["x-trace-id"]
 
 
+async def run_spans(exporter: InMemorySpanExporter, count: int) -> list[ReadableSpan]:
+    """The finished `run.execute` spans, once there are `count`: the answer is stored (and the run settled)
+    a moment before the worker's span of it ends."""
+    for _ in range(200):
+        found = [s for s in exporter.get_finished_spans() if s.name == "run.execute"]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{count} run.execute spans expected, {len(found)} finished")
+
+
 class TestOneTracePerRun:
     async def test_the_request_run_nodes_llm_and_tool_spans_form_one_trace(
         self, traced: ChatHarness, spans: InMemorySpanExporter
@@ -88,7 +99,7 @@ class TestOneTracePerRun:
 
         body, trace_header = await one_turn(traced)
 
-        run_span = next(s for s in spans.get_finished_spans() if s.name == "run.execute")
+        [run_span] = await run_spans(spans, 1)
         assert run_span.context is not None
         trace = trace_of(spans, run_span.context.trace_id)
         assert format(run_span.context.trace_id, "032x") == trace_header
@@ -101,7 +112,7 @@ class TestOneTracePerRun:
         # HTTP request → run.enqueue (API) → run.execute (worker) → nodes → LLM calls / tools.
         assert parent_id(enqueue) == span_id(request)
         assert parent_id(run_span) == span_id(enqueue)
-        assert parent_id(named(trace, "graph.node summarize")) == span_id(run_span)
+        assert not [s for s in trace if s.name == "graph.node summarize"]  # nothing to fold: not run at all
         assert [parent_id(node) for node in chat_nodes] == [span_id(run_span)] * 2
         assert parent_id(tools_node) == span_id(run_span)
         assert sorted(parent_id(call) or 0 for call in llm_calls) == sorted(span_id(node) for node in chat_nodes)
@@ -142,7 +153,7 @@ class TestOneTracePerRun:
 
         await one_turn(traced)
 
-        run_span = next(s for s in spans.get_finished_spans() if s.name == "run.execute")
+        [run_span] = await run_spans(spans, 1)
         assert run_span.context is not None
         trace = trace_of(spans, run_span.context.trace_id)
         systems = {
@@ -151,7 +162,7 @@ class TestOneTracePerRun:
         assert {"postgresql", "redis"} <= systems
         statements = [str((s.attributes or {}).get("db.statement", "")) for s in trace]
         # The app's own statements (SQLAlchemy) and the checkpointer's writes (psycopg).
-        assert any(statement.startswith("UPDATE runs SET") for statement in statements)
+        assert any("UPDATE runs SET" in statement for statement in statements)
         assert any("checkpoint" in statement for statement in statements)
 
     async def test_polling_outside_requests_and_runs_makes_no_traces(
@@ -167,11 +178,7 @@ class TestOneTracePerRun:
         _, first = await one_turn(traced)
         _, second = await one_turn(traced)
 
-        run_traces = {
-            format(s.context.trace_id, "032x")
-            for s in spans.get_finished_spans()
-            if s.name == "run.execute" and s.context
-        }
+        run_traces = {format(s.context.trace_id, "032x") for s in await run_spans(spans, 2) if s.context}
         assert run_traces == {first, second}
         assert first != second
 
