@@ -10,7 +10,17 @@ from sqlalchemy import text
 from agentserver.kit import migrations
 from agentserver.kit.db import create_engine
 
-OUR_TABLES = {"users", "chat_sessions", "messages", "refresh_tokens", "runs", "run_events", "jobs"}
+OUR_TABLES = {
+    "users",
+    "chat_sessions",
+    "messages",
+    "refresh_tokens",
+    "runs",
+    "run_events",
+    "jobs",
+    "api_keys",
+    "chat_bindings",
+}
 
 
 async def _inspect(url: str) -> tuple[set[str], set[str], set[str]]:

@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI
 
 from agentserver import health, web
+from agentserver.auth import api_key_endpoints
 from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
 from agentserver.chat import endpoints as chat_endpoints
@@ -25,6 +26,8 @@ from agentserver.kit.middleware import RequestContextMiddleware
 from agentserver.memory import endpoints as memory_endpoints
 from agentserver.observability import http as metrics_endpoint
 from agentserver.observability.logging import configure_logging
+from agentserver.openai_compat import endpoints as openai_endpoints
+from agentserver.openai_compat.errors import OpenAIErrorShape
 from agentserver.ratelimit import RateLimiter
 from agentserver.runs import endpoints as runs_endpoints
 from agentserver.services import open_services
@@ -93,14 +96,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_request_guards(app, settings)  # CORS, body size limit, rate limits (+ hosts, HTTPS in production)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(OpenAIErrorShape)  # errors of /v1 in OpenAI's shape, whoever raised them
     install_security_headers(app, settings)  # outermost: every response, the last-resort 500 included
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)
     app.include_router(auth_endpoints.router)
+    app.include_router(api_key_endpoints.router)
     app.include_router(sessions_endpoints.router)
     app.include_router(chat_endpoints.router)
     app.include_router(runs_endpoints.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)
+    app.include_router(openai_endpoints.router)
     return app

@@ -105,12 +105,13 @@ def build_graph(
         )
         history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
         prompt = [SystemMessage(system), *history]
+        options = dict(context.model_options) if context else {}
         cache, key = deps.cache, ""
         if cache is not None and context is not None:
-            key = request_key(deps.model_name, prompt, deps.tools)
+            key = request_key(deps.model_name, prompt, deps.tools, options)
             if (hit := await cache.get(context.user_id, key)) is not None:
                 return {"messages": [hit]}
-        response = await deps.chat_model(deps.tools).ainvoke(prompt)
+        response = await deps.chat_model(deps.tools).ainvoke(prompt, **options)
         if cache is not None and context is not None and isinstance(response, AIMessage):
             await cache.set(context.user_id, key, response)
         return {"messages": [response]}

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from agentserver.auth.schemas import TOKEN_MAX_LENGTH
 from agentserver.auth.security import PasswordHasher
@@ -25,6 +25,9 @@ from agentserver.models import User
 
 # auto_error=False: a missing header becomes our Unauthorized (standard body), not FastAPI's HTTPException.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
+# An API key also travels as `Authorization: Bearer ask_...` (the OpenAI SDKs); `x-api-key` is what the
+# LangGraph SDK sends.
+api_key_scheme = APIKeyHeader(name="x-api-key", auto_error=False)
 
 
 def get_settings(request: Request) -> Settings:
@@ -49,18 +52,23 @@ UserDeletionHooksDep = Annotated[list[UserDeletionHook], Depends(get_user_deleti
 
 
 async def get_current_user(
-    unit_of_work: UnitOfWorkDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    unit_of_work: UnitOfWorkDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
 ) -> User:
-    """The user of the request's bearer access token; 401 if missing, invalid, expired or the user is gone.
+    """The user of the request's bearer access token or API key (`Authorization: Bearer`, or `x-api-key`);
+    401 if missing, invalid, expired, revoked or the user is gone.
 
     The lookup is a unit of work of its own, over before the endpoint runs: the request's SessionDep
     would hold its connection through a one-shot chat turn's model wait, and a burst of turns would
     drain the pool. The user comes back detached, its columns loaded.
     """
-    if not token or len(token) > TOKEN_MAX_LENGTH:
+    credential = token or api_key
+    if not credential or len(credential) > TOKEN_MAX_LENGTH:
         raise Unauthorized("Not authenticated")
     async with unit_of_work() as session:
-        user = await auth_service.authenticate_access_token(session, settings, token)
+        user = await auth_service.authenticate_credential(session, settings, credential)
     # Every log line of the rest of the request carries the user.
     structlog.contextvars.bind_contextvars(user_id=str(user.id))
     return user

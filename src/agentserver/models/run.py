@@ -85,3 +85,9 @@ class Run(IdMixin, TimestampMixin, Base):
     assistant_message_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     # {"model", "input_tokens", "output_tokens", "cost_usd"} of every model call of the run (summaries included).
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    # Model call parameters the client chose (temperature, max_tokens, top_p, stop), passed to every chat
+    # model call of the run.
+    model_options: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    # Extra events the run's client wants in its log besides the chat events (`values`, `updates`,
+    # `message`: the Agent Server API's stream modes); NULL for chat runs, whose log stays as it is.
+    stream_modes: Mapped[list[str] | None] = mapped_column(JSONB, nullable=True)

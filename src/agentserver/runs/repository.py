@@ -35,6 +35,8 @@ class ClaimedRun:
     resume: dict[str, Any] | None
     attempt: int
     cancel_requested: str | None
+    model_options: dict[str, Any] | None = None  # parameters of the run's model calls
+    stream_modes: tuple[str, ...] = ()  # extra events its client asked for (values, updates, message)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ _CLAIM = text(
                     started_at = coalesce(runs.started_at, now())
     FROM candidates WHERE runs.id = candidates.id
     RETURNING runs.id, runs.session_id, runs.user_id, runs.user_message_id, runs.resume, runs.attempt,
-              runs.cancel_requested,
+              runs.cancel_requested, runs.model_options, runs.stream_modes,
               (SELECT m.content FROM messages m WHERE m.id = runs.user_message_id) AS text
     """
 )
@@ -149,6 +151,8 @@ class RunRepository:
                 resume=row["resume"],
                 attempt=row["attempt"],
                 cancel_requested=row["cancel_requested"],
+                model_options=row["model_options"],
+                stream_modes=tuple(row["stream_modes"] or ()),
             )
             for row in rows
         ]

@@ -54,8 +54,14 @@ class RunService:
         text: str,
         max_chars: int,
         strategy: MultitaskStrategy = MultitaskStrategy.reject,
+        model_options: dict[str, Any] | None = None,
+        stream_modes: Sequence[str] | None = None,
     ) -> Run:
-        """Store the user message and a pending run for it (404/409/422 raise here, nothing stored)."""
+        """Store the user message and a pending run for it (404/409/422 raise here, nothing stored).
+
+        `model_options`: parameters for the run's model calls (temperature, max_tokens, ...);
+        `stream_modes`: extra events for its log (see `RunEvent`: values, updates, message).
+        """
         if len(text) > max_chars:
             raise MessageTooLong(max_chars)
         ended: list[tuple[uuid.UUID, str]] = []
@@ -83,6 +89,8 @@ class RunService:
                 multitask_strategy=strategy.value,
                 user_message_id=message_id,
                 attempt=0,
+                model_options=model_options or None,
+                stream_modes=list(stream_modes) if stream_modes else None,
             )
             db.add(run)
             await db.flush()
@@ -124,8 +132,11 @@ class RunService:
         *,
         user_id: uuid.UUID,
         run_id: uuid.UUID,
+        rollback: bool = False,
     ) -> Run:
-        """Stop a run: a waiting one ends now, a running one when its worker notices (well under a second)."""
+        """Stop a run: a waiting one ends now, a running one when its worker notices (well under a second).
+        `rollback`: also erase it (its messages and checkpoints), as the rollback strategy does."""
+        reason = "rollback" if rollback else "cancel"
         async with session_scope(sessionmaker) as db:
             runs = RunRepository.from_session(db)
             run = await runs.get_owned(user_id, run_id)
@@ -133,13 +144,15 @@ class RunService:
                 raise RunNotFound()
             if run.status in (RunStatus.success, RunStatus.error, RunStatus.cancelled):
                 raise RunAlreadyFinished()
-            cancelled = await runs.cancel_waiting([run_id], "cancel")
-            if not cancelled and await runs.request_cancel([run_id], "cancel"):
-                await notify(db, CANCEL_CHANNEL, f"{run_id}:cancel")
+            cancelled = await runs.cancel_waiting([run_id], reason)
+            if cancelled and rollback:
+                await erase_run(db, run.session_id, run_id)
+            if not cancelled and await runs.request_cancel([run_id], reason):
+                await notify(db, CANCEL_CHANNEL, f"{run_id}:{reason}")
             run = await runs.get(run_id)
             assert run is not None
         if cancelled:
-            await announce_end(event_log, run_id, "cancelled")
+            await announce_end(event_log, run_id, "rolled_back" if rollback else "cancelled")
         return run
 
     async def resume(
