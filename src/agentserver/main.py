@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI
 
 from agentserver import health, web
+from agentserver.agent_protocol import endpoints as agent_protocol_endpoints
 from agentserver.auth import api_key_endpoints
 from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
@@ -109,4 +110,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)
     app.include_router(openai_endpoints.router)
+    app.include_router(agent_protocol_endpoints.router)
     return app

@@ -1,8 +1,8 @@
 """The assistants a user can talk to, as the protocol APIs name them: OpenAI's models, LangGraph's assistants.
 
-Today there is one, the deployment's agent. `list_assistants` and `find_assistant` are the only way the
-protocol layers (openai_compat/, agent_protocol/) learn about assistants, so a table of assistants can
-back them later without touching those layers.
+Today there is one, the deployment's agent. `list_assistants`, `find_assistant` and `assistant_of_session`
+are the only way the protocol layers (openai_compat/, agent_protocol/) learn about assistants, so a table
+of assistants can back them later without touching those layers.
 """
 
 from __future__ import annotations
@@ -53,3 +53,8 @@ async def find_assistant(db: AsyncSession, user_id: uuid.UUID, ref: str) -> Assi
         if ref in (str(assistant.id), assistant.name, assistant.graph_id):
             return assistant
     return None
+
+
+async def assistant_of_session(db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID) -> Assistant:
+    """The assistant a session talks to (its runs' assistant)."""
+    return DEFAULT_ASSISTANT

@@ -213,12 +213,21 @@ class RunRepository:
         )
         return row.first() is not None
 
-    async def resume(self, user_id: uuid.UUID, run_id: uuid.UUID, decision: dict[str, Any]) -> bool:
+    async def resume(
+        self,
+        user_id: uuid.UUID,
+        run_id: uuid.UUID,
+        decision: dict[str, Any],
+        stream_modes: Sequence[str] | None = None,
+    ) -> bool:
         """interrupted → pending with the decision a worker will resume the graph with."""
+        values: dict[str, Any] = {"status": RunStatus.pending, "resume": decision}
+        if stream_modes is not None:
+            values["stream_modes"] = list(stream_modes) or None
         row = await self.session.execute(
             update(Run)
             .where(Run.id == run_id, Run.user_id == user_id, Run.status == RunStatus.interrupted)
-            .values(status=RunStatus.pending, resume=decision)
+            .values(**values)
             .returning(Run.id)
         )
         return row.first() is not None

@@ -163,8 +163,10 @@ class RunService:
         run_id: uuid.UUID,
         decision: dict[str, Any],
         validate_args: ArgsValidator,
+        stream_modes: Sequence[str] | None = None,
     ) -> Run:
-        """Hand a paused run its decision; a worker continues it from the checkpoint."""
+        """Hand a paused run its decision; a worker continues it from the checkpoint. `stream_modes`: the
+        extra events the resuming client wants from here on (None: as the run had them)."""
         async with session_scope(sessionmaker) as db:
             runs = RunRepository.from_session(db)
             run = await runs.get_owned(user_id, run_id)
@@ -178,7 +180,7 @@ class RunService:
                     validate_args(tool, decision["args"])
                 except (ValidationError, ValueError) as exc:
                     raise InvalidResume(f"args: not valid for {tool}: {_first_problem(exc)}") from None
-            if not await runs.resume(user_id, run_id, decision):
+            if not await runs.resume(user_id, run_id, decision, stream_modes):
                 raise RunNotInterrupted()  # resumed or cancelled by a concurrent request
             await notify(db, WORK_CHANNEL, "run")
             run = await runs.get(run_id)
