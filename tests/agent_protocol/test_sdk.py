@@ -15,7 +15,7 @@ from langgraph_sdk.schema import Command, StreamPart
 
 from agentserver.agent.assistants import DEFAULT_ASSISTANT_ID
 from agentserver.agent.graph import TOOL_DECLINED
-from agentserver.llm.fake import FakeChatModel, tool_call_turn
+from agentserver.llm.fake import FakeChatModel, status_error, tool_call_turn
 from agentserver.models import MessageRole, RunStatus
 from tests.agent_protocol.conftest import Caller, new_caller
 from tests.chat.conftest import ChatHarness
@@ -500,3 +500,55 @@ class TestRemoteGraph:
         await remote.client.aclose()
         if remote.sync_client is not None:
             remote.sync_client.close()
+
+
+class TestOtherRuns:
+    async def test_a_failed_run_streams_an_error_and_the_thread_is_in_error(
+        self, caller: Caller, fake: FakeChatModel
+    ) -> None:
+        fake.set_script([status_error(400, message="bad prompt")])
+        thread_id = await _thread(caller)
+
+        parts = await _parts(caller, thread_id, input=HI, stream_mode="values")
+
+        assert (parts[-1].event, parts[-1].data) == (
+            "error",
+            {"error": "LLMRequestRejected", "message": "The language model rejected the request."},
+        )
+        assert (await caller.client.threads.get(thread_id))["status"] == "error"
+
+    async def test_a_chat_api_run_can_be_followed_here(
+        self, caller: Caller, fake: FakeChatModel, lg_harness: ChatHarness
+    ) -> None:
+        fake.set_script(["Answer from the chat API"])
+        thread_id = await _thread(caller)
+        async with lg_harness.client() as http:
+            chat = await http.post(
+                "/api/v1/chatbot/chat", json={"session_id": thread_id, "message": "Hi"}, headers=caller.headers
+            )
+        run_id = chat.json()["run_id"]
+
+        parts = [p async for p in caller.client.runs.join_stream(thread_id, run_id, stream_mode="messages-tuple")]
+
+        assert parts[0].event == "metadata"
+        chunks = [p.data[0] for p in parts if p.event == "messages"]
+        assert "".join(c["content"] for c in chunks) == "Answer from the chat API"
+        assert {c["id"] for c in chunks} == {f"run-{run_id}-1"}
+
+    async def test_only_runs_that_asked_log_stream_mode_events(
+        self, caller: Caller, fake: FakeChatModel, lg_harness: ChatHarness
+    ) -> None:
+        fake.set_script(["From chat", "From the SDK"])
+        thread_id = await _thread(caller)
+        async with lg_harness.client() as http:
+            chat = await http.post(
+                "/api/v1/chatbot/chat", json={"session_id": thread_id, "message": "Hi"}, headers=caller.headers
+            )
+        sdk_run = await caller.client.runs.create(thread_id, "agent", input=_say("Again"), stream_mode="values")
+        await caller.client.runs.join(thread_id, sdk_run["run_id"])
+
+        event_log = lg_harness.state["event_log"]
+        chat_events = {e.name for e in await event_log.read(uuid.UUID(chat.json()["run_id"]), 0)}
+        sdk_events = {e.name for e in await event_log.read(uuid.UUID(sdk_run["run_id"]), 0)}
+        assert chat_events == {"metadata", "token", "done"}
+        assert sdk_events == {"metadata", "values", "updates", "message", "token", "done"}

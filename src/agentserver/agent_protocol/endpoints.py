@@ -9,6 +9,7 @@ Another user's thread or run does not exist (404). Errors keep agentserver's `{"
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +54,7 @@ from agentserver.agent_protocol.threads import (
     ThreadExists,
     ThreadNotFound,
     ThreadRepository,
+    ThreadRow,
     history,
     snapshot,
     thread_read,
@@ -97,6 +99,7 @@ RUN_ERRORS: dict[int | str, dict[str, Any]] = {
 KNOWN_MODES = frozenset(
     {"values", "messages", "messages-tuple", "updates", "events", "tasks", "checkpoints", "debug", "custom"}
 )
+SEARCH_STATE_READS = 4
 # A run started elsewhere (the chat API) recorded no stream-mode events: what its chat events can tell.
 DEFAULT_JOIN_MODES = ("values", "updates", "messages-tuple")
 
@@ -212,7 +215,11 @@ async def _owned_thread(session: Any, user: User, thread_id: uuid.UUID) -> Any:
     return row
 
 
-@router.post("/threads", summary="Create a thread (a chat session)", responses={409: ThreadExists.schema()})
+@router.post(
+    "/threads",
+    summary="Create a thread (a chat session)",
+    responses={409: ThreadExists.schema(), 422: UnsupportedRunOption.schema()},
+)
 async def create_thread(body: ThreadCreate, user: CurrentUser, session: SessionDep) -> ThreadRead:
     if body.supersteps:
         raise UnsupportedRunOption("supersteps: threads start empty (clients cannot write state)")
@@ -229,7 +236,9 @@ async def create_thread(body: ThreadCreate, user: CurrentUser, session: SessionD
     return thread_read(row, None)
 
 
-@router.post("/threads/search", summary="The caller's threads, filtered")
+@router.post(
+    "/threads/search", summary="The caller's threads, filtered", responses={422: UnsupportedRunOption.schema()}
+)
 async def search_threads(
     body: ThreadSearch, user: CurrentUser, session: SessionDep, agent: AgentDep
 ) -> list[ThreadRead]:
@@ -245,11 +254,21 @@ async def search_threads(
         limit=body.limit,
         offset=body.offset,
     )
-    with_values = body.select is None or "values" in body.select or "interrupts" in body.select
-    return [thread_read(row, await snapshot(agent.graph, row.id) if with_values else None) for row in rows]
+    if body.select is not None and "values" not in body.select and "interrupts" not in body.select:
+        return [thread_read(row, None) for row in rows]
+    # One checkpoint read per thread, a few at a time: a long page must not take the checkpointer's pool.
+    slots = asyncio.Semaphore(SEARCH_STATE_READS)
+
+    async def read(row: ThreadRow) -> ThreadRead:
+        async with slots:
+            return thread_read(row, await snapshot(agent.graph, row.id))
+
+    return list(await asyncio.gather(*(read(row) for row in rows)))
 
 
-@router.post("/threads/count", summary="How many of the caller's threads match")
+@router.post(
+    "/threads/count", summary="How many of the caller's threads match", responses={422: UnsupportedRunOption.schema()}
+)
 async def count_threads(body: ThreadCount, user: CurrentUser, session: SessionDep) -> int:
     if body.values:
         raise UnsupportedRunOption("values: filtering threads by state values is not supported")

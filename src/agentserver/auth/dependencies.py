@@ -12,7 +12,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from fastapi.security import OAuth2PasswordBearer
 
 from agentserver.auth.schemas import TOKEN_MAX_LENGTH
 from agentserver.auth.security import PasswordHasher
@@ -25,9 +25,15 @@ from agentserver.models import User
 
 # auto_error=False: a missing header becomes our Unauthorized (standard body), not FastAPI's HTTPException.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
-# An API key also travels as `Authorization: Bearer ask_...` (the OpenAI SDKs); `x-api-key` is what the
-# LangGraph SDK sends.
-api_key_scheme = APIKeyHeader(name="x-api-key", auto_error=False)
+
+
+def api_key_header(request: Request) -> str | None:
+    """`x-api-key`, how the LangGraph SDK sends an API key (the OpenAI SDKs send `Authorization: Bearer`).
+
+    Read as a plain header rather than declared as an OpenAPI security scheme: schema-driven clients and
+    fuzzers then keep to the one scheme (bearer), which accepts API keys too.
+    """
+    return request.headers.get("x-api-key")
 
 
 def get_settings(request: Request) -> Settings:
@@ -55,7 +61,7 @@ async def get_current_user(
     unit_of_work: UnitOfWorkDep,
     settings: SettingsDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
+    api_key: Annotated[str | None, Depends(api_key_header)] = None,
 ) -> User:
     """The user of the request's bearer access token or API key (`Authorization: Bearer`, or `x-api-key`);
     401 if missing, invalid, expired, revoked or the user is gone.
