@@ -32,10 +32,7 @@ class Caller:
 
 async def new_caller(harness: ChatHarness, url: str) -> Caller:
     headers = await harness.new_user()
-    async with harness.client() as http:
-        created = await http.post("/api/v1/auth/api-keys", json={"name": "sdk"}, headers=headers)
-    assert created.status_code == 201, created.text
-    key = created.json()["key"]
+    key, _ = await harness.new_api_key(headers)
     return Caller(headers, key, get_client(url=url, api_key=key))
 
 

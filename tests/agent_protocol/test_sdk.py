@@ -94,21 +94,45 @@ class TestInfoAndAssistants:
 
 
 class TestThreads:
-    async def test_create_get_update_search_delete(self, caller: Caller) -> None:
+    async def test_create(self, caller: Caller) -> None:
         created = await caller.client.threads.create(metadata={"project": "apollo"})
-        thread_id = created["thread_id"]
-        assert (created["status"], created["metadata"], created["values"]) == ("idle", {"project": "apollo"}, None)
+
+        assert (created["status"], created["metadata"], created["values"], created["interrupts"]) == (
+            "idle",
+            {"project": "apollo"},
+            None,
+            {},
+        )
+
+    async def test_get(self, caller: Caller) -> None:
+        thread_id = await _thread(caller, metadata={"project": "apollo"})
 
         fetched = await caller.client.threads.get(thread_id)
+
+        assert (fetched["thread_id"], fetched["metadata"]) == (thread_id, {"project": "apollo"})
+
+    async def test_update_merges_metadata(self, caller: Caller) -> None:
+        thread_id = await _thread(caller, metadata={"project": "apollo", "stage": "one"})
+
         updated = await caller.client.threads.update(thread_id, metadata={"stage": "two"})
+
+        assert updated["metadata"] == {"project": "apollo", "stage": "two"}
+
+    async def test_search_and_count_by_metadata(self, caller: Caller) -> None:
+        apollo = await _thread(caller, metadata={"project": "apollo"})
+        await _thread(caller, metadata={"project": "gemini"})
+
         found = await caller.client.threads.search(metadata={"project": "apollo"})
-        counted = await caller.client.threads.count(metadata={"stage": "two"})
+        counted = await caller.client.threads.count(metadata={"project": "apollo"})
+
+        assert [t["thread_id"] for t in found] == [apollo]
+        assert counted == 1
+
+    async def test_delete(self, caller: Caller) -> None:
+        thread_id = await _thread(caller)
+
         await caller.client.threads.delete(thread_id)
 
-        assert fetched["thread_id"] == thread_id
-        assert updated["metadata"] == {"project": "apollo", "stage": "two"}
-        assert [t["thread_id"] for t in found] == [thread_id]
-        assert counted == 1
         with pytest.raises(NotFoundError):
             await caller.client.threads.get(thread_id)
 

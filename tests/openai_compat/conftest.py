@@ -28,11 +28,8 @@ class Caller:
 
 async def new_caller(harness: ChatHarness, url: str) -> Caller:
     headers = await harness.new_user()
-    async with harness.client() as http:
-        created = await http.post("/api/v1/auth/api-keys", json={"name": "sdk"}, headers=headers)
-    assert created.status_code == 201, created.text
-    key = created.json()["key"]
-    return Caller(headers, key, created.json()["id"], AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0))
+    key, key_id = await harness.new_api_key(headers)
+    return Caller(headers, key, key_id, AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0))
 
 
 @pytest.fixture(scope="package")
