@@ -12,6 +12,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 from langgraph_sdk.schema import Command, StreamPart
+from openai import AsyncOpenAI
 
 from agentserver.agent.assistants import DEFAULT_ASSISTANT_ID
 from agentserver.agent.graph import TOOL_DECLINED
@@ -262,6 +263,37 @@ class TestStreams:
             ("ai", "First answer"),
             ("human", "Second question"),
             ("ai", "Second answer"),
+        ]
+
+    async def test_one_conversation_through_the_sdk_the_openai_api_and_the_chat_api(
+        self, caller: Caller, fake: FakeChatModel, lg_harness: ChatHarness, lg_url: str
+    ) -> None:
+        fake.set_script(["From the graph", "From OpenAI"])
+        thread_id = await _thread(caller)
+        await caller.client.runs.wait(thread_id, "agent", input=_say("Asked through the SDK"))
+        openai = AsyncOpenAI(base_url=f"{lg_url}/v1", api_key=caller.key, max_retries=0)
+
+        await openai.chat.completions.create(
+            model="agent",
+            messages=[{"role": "user", "content": "Asked through OpenAI"}],
+            extra_headers={"X-Session-Id": thread_id},
+        )
+        await openai.close()
+
+        async with lg_harness.client() as http:
+            listed = await http.get(f"/api/v1/chatbot/sessions/{thread_id}/messages", headers=caller.headers)
+        assert [(m["role"], m["content"]) for m in listed.json()["messages"]] == [
+            ("user", "Asked through the SDK"),
+            ("assistant", "From the graph"),
+            ("user", "Asked through OpenAI"),
+            ("assistant", "From OpenAI"),
+        ]
+        state = await caller.client.threads.get_state(thread_id)
+        assert [content for _, content in _conversation(state["values"])] == [
+            "Asked through the SDK",
+            "From the graph",
+            "Asked through OpenAI",
+            "From OpenAI",
         ]
 
     async def test_state_and_history(self, caller: Caller, fake: FakeChatModel) -> None:
