@@ -608,3 +608,25 @@ class TestOtherRuns:
         sdk_events = {e.name for e in await event_log.read(uuid.UUID(sdk_run["run_id"]), 0)}
         assert chat_events == {"metadata", "token", "done"}
         assert sdk_events == {"metadata", "values", "updates", "message", "token", "done"}
+
+
+class TestDisconnect:
+    async def test_on_disconnect_cancel_stops_the_run(
+        self, caller: Caller, fake: FakeChatModel, lg_harness: ChatHarness, lg_url: str
+    ) -> None:
+        fake.set_script(["Hello there, this is long"], gate=asyncio.Event())  # stalls after its first token
+        thread_id = await _thread(caller)
+        body = {"assistant_id": "agent", "input": HI, "stream_mode": "messages-tuple", "on_disconnect": "cancel"}
+
+        async with (
+            httpx.AsyncClient(base_url=lg_url, headers={"x-api-key": caller.key}) as http,
+            http.stream("POST", f"/threads/{thread_id}/runs/stream", json=body) as response,
+        ):
+            run_id = response.headers["content-location"].rsplit("/", 1)[-1]
+            async for line in response.aiter_lines():
+                if line.startswith("event: messages"):
+                    break
+
+        run = await wait_for_status(lg_harness, run_id, RunStatus.cancelled)
+        assert run.cancel_requested == "cancel"
+        assert [m.content for m in await lg_harness.messages(thread_id)] == ["Hi", "Hello"]
