@@ -10,7 +10,7 @@ import httpx
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel.remote import RemoteGraph
-from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
+from langgraph_sdk.errors import ConflictError, NotFoundError, RateLimitError, UnprocessableEntityError
 from langgraph_sdk.schema import Command, StreamPart
 from openai import AsyncOpenAI
 
@@ -21,6 +21,7 @@ from agentserver.models import MessageRole, RunStatus
 from tests.agent_protocol.conftest import Caller, new_caller
 from tests.chat.conftest import ChatHarness
 from tests.runs.conftest import run_row, wait_for_status
+from tests.usage.conftest import set_quota, user_id_of
 
 HI: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi"}]}
 
@@ -630,3 +631,23 @@ class TestDisconnect:
         run = await wait_for_status(lg_harness, run_id, RunStatus.cancelled)
         assert run.cancel_requested == "cancel"
         assert [m.content for m in await lg_harness.messages(thread_id)] == ["Hi", "Hello"]
+
+
+class TestQuotas:
+    async def test_a_used_up_budget_is_a_429_before_the_run_is_stored(
+        self, lg_harness: ChatHarness, caller: Caller, fake: FakeChatModel
+    ) -> None:
+        fake.set_script(["one two three four five six seven eight nine ten eleven twelve"])
+        await set_quota(lg_harness, await user_id_of(lg_harness, caller.headers), daily_tokens=10)
+        thread_id = await _thread(caller)
+        await caller.client.runs.wait(thread_id, "agent", input=HI)
+
+        with pytest.raises(httpx.HTTPStatusError) as waited:  # runs.wait raises httpx's errors
+            await caller.client.runs.wait(thread_id, "agent", input=_say("again"))
+        with pytest.raises(RateLimitError):
+            await caller.client.runs.create(thread_id, "agent", input=_say("again"))
+
+        assert waited.value.response.status_code == 429
+        assert waited.value.response.json()["limit"] == "daily_tokens"
+        assert len(fake.calls) == 1
+        assert len(await caller.client.runs.list(thread_id)) == 1

@@ -8,12 +8,14 @@ import openai
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from agentserver.llm.fake import FakeChatModel, count_tokens, status_error, tool_call_turn
 from agentserver.models import MessageRole, RunStatus
 from tests.chat.conftest import ChatHarness
 from tests.openai_compat.conftest import Caller, new_caller
 from tests.runs.conftest import wait_for_status
+from tests.usage.conftest import set_quota, user_id_of
 
 
 def _text(message: object) -> str:
@@ -347,13 +349,17 @@ class TestSessions:
     ) -> None:
         other = await new_caller(openai_harness, openai_url)
         fake.set_script(["Same", "Same", "x", "y"])
-        history = [{"role": "user", "content": "Hi"}]
-        await caller.openai.chat.completions.create(model="agent", messages=history)  # type: ignore[arg-type]
-        await other.openai.chat.completions.create(model="agent", messages=history)  # type: ignore[arg-type]
-        follow_up = [*history, {"role": "assistant", "content": "Same"}, {"role": "user", "content": "Next"}]
+        history: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+        await caller.openai.chat.completions.create(model="agent", messages=history)
+        await other.openai.chat.completions.create(model="agent", messages=history)
+        follow_up: list[ChatCompletionMessageParam] = [
+            *history,
+            {"role": "assistant", "content": "Same"},
+            {"role": "user", "content": "Next"},
+        ]
 
-        mine = await caller.openai.chat.completions.with_raw_response.create(model="agent", messages=follow_up)  # type: ignore[arg-type]
-        theirs = await other.openai.chat.completions.with_raw_response.create(model="agent", messages=follow_up)  # type: ignore[arg-type]
+        mine = await caller.openai.chat.completions.with_raw_response.create(model="agent", messages=follow_up)
+        theirs = await other.openai.chat.completions.with_raw_response.create(model="agent", messages=follow_up)
 
         assert mine.headers["x-session-id"] != theirs.headers["x-session-id"]
         await other.openai.close()
@@ -497,3 +503,23 @@ class TestDisconnect:
             (MessageRole.user, "talk to me", None),
             (MessageRole.assistant, "Hello", "cancelled"),
         ]
+
+
+class TestQuotas:
+    async def test_a_used_up_budget_is_the_sdks_rate_limit_error_and_reaches_no_model(
+        self, openai_harness: ChatHarness, caller: Caller, fake: FakeChatModel
+    ) -> None:
+        fake.set_script(["one two three four five six seven eight nine ten eleven twelve"])
+        await set_quota(openai_harness, await user_id_of(openai_harness, caller.headers), daily_tokens=10)
+        await caller.openai.chat.completions.create(
+            model="agent", messages=[{"role": "user", "content": "count"}], user="quota"
+        )
+
+        with pytest.raises(openai.RateLimitError) as caught:
+            await caller.openai.chat.completions.create(
+                model="agent", messages=[{"role": "user", "content": "count"}], user="quota"
+            )
+
+        assert caught.value.code == "insufficient_quota"
+        assert caught.value.body["type"] == "rate_limit_error"  # type: ignore[index]
+        assert len(fake.calls) == 1
