@@ -18,6 +18,8 @@ OUR_TABLES = {
     "runs",
     "run_events",
     "jobs",
+    "api_keys",
+    "chat_bindings",
     "usage_counters",
     "user_quotas",
 }

@@ -17,6 +17,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from agentserver import health, web
 from agentserver.admin import endpoints as admin_endpoints
+from agentserver.agent_protocol import endpoints as agent_protocol_endpoints
+from agentserver.auth import api_key_endpoints
 from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
 from agentserver.chat import endpoints as chat_endpoints
@@ -28,6 +30,8 @@ from agentserver.memory import endpoints as memory_endpoints
 from agentserver.observability import http as metrics_endpoint
 from agentserver.observability.logging import configure_logging
 from agentserver.observability.tracing_sdk import Tracing
+from agentserver.openai_compat import endpoints as openai_endpoints
+from agentserver.openai_compat.errors import OpenAIErrorShape
 from agentserver.ratelimit import RateLimiter
 from agentserver.runs import endpoints as runs_endpoints
 from agentserver.services import open_services
@@ -100,16 +104,20 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     install_error_handlers(app)
     install_request_guards(app, settings)  # CORS, body size limit, rate limits (+ hosts, HTTPS in production)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(OpenAIErrorShape)  # errors of /v1 in OpenAI's shape, whoever raised them
     install_security_headers(app, settings)  # outermost: every response, the last-resort 500 included
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)
     app.include_router(auth_endpoints.router)
+    app.include_router(api_key_endpoints.router)
     app.include_router(sessions_endpoints.router)
     app.include_router(chat_endpoints.router)
     app.include_router(runs_endpoints.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)
+    app.include_router(openai_endpoints.router)
+    app.include_router(agent_protocol_endpoints.router)
     app.include_router(usage_endpoints.router)
     app.include_router(admin_endpoints.router)
     if tracing is not None:

@@ -36,6 +36,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentserver.auth.api_keys import is_api_key, key_digest
 from agentserver.auth.security import InvalidToken, TokenType, decode_token
 from agentserver.config import Settings
 from agentserver.kit.errors import TooManyRequests, error_response
@@ -277,10 +278,15 @@ class RateLimit:
 
 def _user_from_token(request: Request) -> str | None:
     """The user id of a valid access token, or None. Only the signature decides: a forged `sub`
-    must not spend another user's budget."""
+    must not spend another user's budget. An API key (bearer or `x-api-key`) is its own identity, by
+    digest: checking it needs the database, and only its holder can spend its budget."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    token = token or request.headers.get("x-api-key", "").strip()
+    if not token:
         return None
+    if is_api_key(token):
+        return f"key:{key_digest(token)}"
     settings: Settings = request.state.settings
     try:
         return str(decode_token(settings, token.strip(), TokenType.access).subject)

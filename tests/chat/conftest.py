@@ -79,6 +79,13 @@ class ChatHarness:
             user = await create_user(session)
         return auth_headers_for(self.settings, user)
 
+    async def new_api_key(self, headers: dict[str, str]) -> tuple[str, str]:
+        """(key, key id) of a new API key of the user with these headers."""
+        async with self.client() as http:
+            created = await http.post("/api/v1/auth/api-keys", json={"name": "test"}, headers=headers)
+        assert created.status_code == 201, created.text
+        return str(created.json()["key"]), str(created.json()["id"])
+
     async def new_session(self, headers: dict[str, str]) -> str:
         async with self.client() as http:
             response = await http.post("/api/v1/sessions", json={"name": "test"}, headers=headers)

@@ -62,7 +62,10 @@ EXTRA_OPERATIONS[-1].fields.append(Field("path", "asset", {"type": "string"}, Tr
 # Would delete the sweeping user mid-run; covered by tests/auth.
 EXCLUDED = {("DELETE", "/api/v1/auth/me")}
 # Every request also gets these, hostile one at a time.
-HEADER_FIELDS = [Field("header", "X-Request-ID", {"type": "string"}, False)]
+HEADER_FIELDS = [
+    Field("header", "X-Request-ID", {"type": "string"}, False),
+    Field("header", "X-Api-Key", {"type": "string"}, False),  # a credential outside the OpenAPI security schemes
+]
 REPORT_LIMIT = 40
 
 
@@ -88,7 +91,12 @@ class Caller:
 
 def _plausible(f: Field, caller: Caller) -> Any:
     """A value the endpoint would accept, so the request gets past the other fields."""
-    known = {"session_id": caller.session_id, "username": caller.email, "password": DEFAULT_PASSWORD}
+    known = {
+        "session_id": caller.session_id,
+        "thread_id": caller.session_id,  # Agent Server API threads are sessions
+        "username": caller.email,
+        "password": DEFAULT_PASSWORD,
+    }
     if f.name in known:
         return known[f.name]
     schema = f.schema

@@ -169,12 +169,13 @@ def build_graph(
             latest_user_message=_latest_user_text(history),
         )
         messages = model_input(prompt, history, deps.context_in_place)
+        options = dict(context.model_options) if context else {}
         cache, key = deps.cache, ""
         if cache is not None and context is not None:
-            key = request_key(deps.model_name, messages, deps.tools)
+            key = request_key(deps.model_name, messages, deps.tools, options)
             if (hit := await cache.get(context.user_id, key)) is not None:
                 return {"messages": [hit]}
-        response = await chat_model().ainvoke(messages)
+        response = await chat_model().ainvoke(messages, **options)
         if cache is not None and context is not None and isinstance(response, AIMessage):
             await cache.set(context.user_id, key, response)
         return {"messages": [response]}

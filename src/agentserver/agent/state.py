@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -35,3 +35,5 @@ class TurnContext:
     user_id: uuid.UUID
     session_id: uuid.UUID
     long_term_memory: Callable[[], Awaitable[str]] = field(default=_no_memory)
+    # Parameters of the chat model's calls chosen by the run's client (temperature, max_tokens, ...).
+    model_options: Mapping[str, Any] = field(default_factory=dict)

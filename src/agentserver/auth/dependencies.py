@@ -27,6 +27,15 @@ from agentserver.models import User
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
+def api_key_header(request: Request) -> str | None:
+    """`x-api-key`, how the LangGraph SDK sends an API key (the OpenAI SDKs send `Authorization: Bearer`).
+
+    Read as a plain header rather than declared as an OpenAPI security scheme: schema-driven clients and
+    fuzzers then keep to the one scheme (bearer), which accepts API keys too.
+    """
+    return request.headers.get("x-api-key")
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
@@ -49,18 +58,23 @@ UserDeletionHooksDep = Annotated[list[UserDeletionHook], Depends(get_user_deleti
 
 
 async def get_current_user(
-    unit_of_work: UnitOfWorkDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    unit_of_work: UnitOfWorkDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_header)] = None,
 ) -> User:
-    """The user of the request's bearer access token; 401 if missing, invalid, expired or the user is gone.
+    """The user of the request's bearer access token or API key (`Authorization: Bearer`, or `x-api-key`);
+    401 if missing, invalid, expired, revoked or the user is gone.
 
     The lookup is a unit of work of its own, over before the endpoint runs: the request's SessionDep
     would hold its connection through a one-shot chat turn's model wait, and a burst of turns would
     drain the pool. The user comes back detached, its columns loaded.
     """
-    if not token or len(token) > TOKEN_MAX_LENGTH:
+    credential = token or api_key
+    if not credential or len(credential) > TOKEN_MAX_LENGTH:
         raise Unauthorized("Not authenticated")
     async with unit_of_work() as session:
-        user = await auth_service.authenticate_access_token(session, settings, token)
+        user = await auth_service.authenticate_credential(session, settings, credential)
     # Every log line of the rest of the request carries the user.
     structlog.contextvars.bind_contextvars(user_id=str(user.id))
     return user

@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentserver.auth.api_keys import api_keys, is_api_key
 from agentserver.auth.errors import AccountDisabled, EmailAlreadyRegistered, InvalidCredentials, InvalidRefreshToken
 from agentserver.auth.repository import RefreshTokenRepository, UserRepository
 from agentserver.auth.schemas import normalize_email
@@ -156,6 +157,12 @@ class AuthService:
             # Deleted and disabled users' tokens stop working at once, not when they expire.
             raise Unauthorized()
         return user
+
+    async def authenticate_credential(self, session: AsyncSession, settings: Settings, credential: str) -> User:
+        """The user of a bearer credential: an API key (`ask_...`) or an access token; Unauthorized otherwise."""
+        if is_api_key(credential):
+            return await api_keys.authenticate(session, credential)
+        return await self.authenticate_access_token(session, settings, credential)
 
     async def delete_user(
         self, session: AsyncSession, user: User, *, on_delete: Sequence[UserDeletionHook] = ()

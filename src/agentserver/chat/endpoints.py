@@ -216,7 +216,7 @@ async def receive_text(websocket: WebSocket) -> str:
 
 
 async def _ws_user_id(websocket: WebSocket, settings: Settings, token: str | None) -> uuid.UUID:
-    """Authenticate with `?token=` or a first frame `{"token": "..."}`."""
+    """Authenticate with `?token=` or a first frame `{"token": "..."}` (an access token or an API key)."""
     if token is None:
         try:
             first = json.loads(await receive_text(websocket))
@@ -226,7 +226,7 @@ async def _ws_user_id(websocket: WebSocket, settings: Settings, token: str | Non
     if not isinstance(token, str) or not token:
         raise Unauthorized("Not authenticated")
     async with session_scope(websocket.state.sessionmaker) as session:
-        user = await auth_service.authenticate_access_token(session, settings, token)
+        user = await auth_service.authenticate_credential(session, settings, token)
     return user.id
 
 

@@ -48,9 +48,23 @@ DOCS_CONTENT_SECURITY_POLICY = (
 HSTS = "max-age=63072000; includeSubDomains"
 
 CORS_METHODS = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
-CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Accept", "X-Request-ID", "Last-Event-ID"]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "X-Request-ID",
+    "Last-Event-ID",
+    # API keys as LangGraph's SDK sends them; the session pin and Open WebUI's chat id (/v1).
+    "X-Api-Key",
+    "X-Session-Id",
+    "X-OpenWebUI-Chat-Id",
+]
 CORS_EXPOSED_HEADERS = [
     "X-Request-ID",
+    "X-Run-Id",
+    "X-Session-Id",
+    "Content-Location",
+    "Location",
     "Retry-After",
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",

@@ -123,6 +123,8 @@ class FakeCall:
 
     messages: list[BaseMessage]
     tools: list[str] = field(default_factory=list)
+    # Call parameters besides the tools (temperature, max_tokens, stop, ...).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeChatModel(BaseChatModel):
@@ -217,7 +219,8 @@ class FakeChatModel(BaseChatModel):
     def _take_turn(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[AIMessage, BaseException | None]:
         """The next answer, and the error its stream breaks off with (BrokenStream turns only)."""
         tools = [tool["function"]["name"] for tool in kwargs.get("tools") or ()]
-        self._calls.append(FakeCall(messages=list(messages), tools=tools))
+        options = {key: value for key, value in kwargs.items() if key != "tools"}
+        self._calls.append(FakeCall(messages=list(messages), tools=tools, options=options))
         if self._turns:
             turn = self._turns.popleft()
         elif self.echo_when_exhausted:

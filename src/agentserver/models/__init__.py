@@ -1,6 +1,8 @@
 """All models, imported here so Alembic's autogenerate and the mappers see every table."""
 
+from agentserver.models.api_key import ApiKey
 from agentserver.models.base import Base
+from agentserver.models.chat_binding import ChatBinding
 from agentserver.models.chat_session import ChatSession
 from agentserver.models.job import Job, JobStatus
 from agentserver.models.message import Message, MessageRole
@@ -21,7 +23,9 @@ __all__ = [
     "ACTIVE_STATUSES",
     "FINISHED_STATUSES",
     "UNFINISHED_STATUSES",
+    "ApiKey",
     "Base",
+    "ChatBinding",
     "ChatSession",
     "Job",
     "JobStatus",

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Index, String, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentserver.models.base import Base, IdMixin, TimestampMixin
@@ -26,3 +28,6 @@ class ChatSession(IdMixin, TimestampMixin, Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+    # Free-form key/values of the Agent Server API's threads (a thread is a session): set and searched
+    # by its clients. (`metadata` is reserved on declarative classes, hence the attribute's name.)
+    thread_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB, nullable=True)

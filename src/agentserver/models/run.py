@@ -88,3 +88,9 @@ class Run(IdMixin, TimestampMixin, Base):
     # The W3C trace context of the request that queued the run (tracing on): the worker's run span is its
     # child, so one trace holds the request and the run's execution in another process.
     traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Model call parameters the client chose (temperature, max_tokens, top_p, stop), passed to every chat
+    # model call of the run.
+    model_options: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    # Extra events the run's client wants in its log besides the chat events (`values`, `updates`,
+    # `message`: the Agent Server API's stream modes); NULL for chat runs, whose log stays as it is.
+    stream_modes: Mapped[list[str] | None] = mapped_column(JSONB, nullable=True)

@@ -143,15 +143,20 @@ class PostgresEventLog:
     async def wait(
         self, run_id: uuid.UUID, after: int, within: float, wake: asyncio.Event | None = None
     ) -> list[RunEvent]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
         waiter = asyncio.Event()
         self._waiters.setdefault(run_id, set()).add(waiter)
         try:
-            events = await self.read(run_id, after)
-            if events or (wake is not None and wake.is_set()):
-                return events
-            if not await _first_set(waiter, wake, within) or not waiter.is_set():
-                return []
-            return await self.read(run_id, after)
+            while True:
+                waiter.clear()
+                events = await self.read(run_id, after)
+                if events or (wake is not None and wake.is_set()):
+                    return events
+                # Woken with nothing new (the listener reconnected, or another run's wake-up): wait on.
+                remaining = deadline - loop.time()
+                if remaining <= 0 or not await _first_set(waiter, wake, remaining) or not waiter.is_set():
+                    return []
         finally:
             waiters = self._waiters.get(run_id)
             if waiters is not None:

@@ -13,6 +13,13 @@ receives exactly the events it missed.
     approval_required {run_id, tool_call_id, tool, args}    the run paused for a decision (POST .../resume)
     done              {message_id, usage, finish_reason}    the run ended; the answer is stored
     error             {error, detail}                       the run failed; nothing half-done is stored
+
+Only in the log of a run whose client asked for them (`Run.stream_modes`, the Agent Server API's stream
+modes; a chat run's log never has them):
+
+    values            {values}                              the graph's whole state after a step
+    updates           {updates}                             what a step changed, by node
+    message           {id}                                  the `token`s that follow belong to this message
 """
 
 from __future__ import annotations
@@ -21,7 +28,21 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-EventName = Literal["metadata", "token", "tool_call", "tool_result", "reset", "approval_required", "done", "error"]
+EventName = Literal[
+    "metadata",
+    "token",
+    "tool_call",
+    "tool_result",
+    "reset",
+    "approval_required",
+    "done",
+    "error",
+    "values",
+    "updates",
+    "message",
+]
+# The extra events a run's client may ask for (Run.stream_modes).
+STREAM_MODE_EVENTS: frozenset[str] = frozenset({"values", "updates", "message"})
 # After these a run's stream ends (approval_required: until the run is resumed).
 TERMINAL_EVENTS: frozenset[str] = frozenset({"done", "error", "approval_required"})
 
@@ -84,3 +105,15 @@ def done(message_id: str | None, usage: dict[str, Any], finish_reason: str) -> R
 
 def error(error_name: str, detail: str) -> RunEvent:
     return RunEvent("error", {"error": error_name, "detail": detail})
+
+
+def values(state: dict[str, Any]) -> RunEvent:
+    return RunEvent("values", {"values": state})
+
+
+def updates(by_node: dict[str, Any]) -> RunEvent:
+    return RunEvent("updates", {"updates": by_node})
+
+
+def message(message_id: str) -> RunEvent:
+    return RunEvent("message", {"id": message_id})

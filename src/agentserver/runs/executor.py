@@ -141,7 +141,7 @@ class RunExecutor:
         previous = await self._last_event(run)
         live = self.live_runs.open(run.id, (previous.seq if previous else 0) + 1)
         emitter = RunEmitter(run.id, self.log, live, previous.seq if previous else 0)
-        translator = StreamTranslator(emitter)
+        translator = StreamTranslator(emitter, run.stream_modes)
         try:
             if previous is None:
                 emitter.emit(events.metadata(str(run.id), str(run.session_id)))
@@ -183,7 +183,12 @@ class RunExecutor:
 
     async def _stream(self, run: ClaimedRun, translator: StreamTranslator) -> None:
         memory_task = asyncio.create_task(self._memory_section(run))
-        context = TurnContext(user_id=run.user_id, session_id=run.session_id, long_term_memory=lambda: memory_task)
+        context = TurnContext(
+            user_id=run.user_id,
+            session_id=run.session_id,
+            long_term_memory=lambda: memory_task,
+            model_options=run.model_options or {},
+        )
         graph_input: Any
         if run.resume is not None:
             graph_input = Command(resume=run.resume)

@@ -38,6 +38,8 @@ class ClaimedRun:
     attempt: int
     cancel_requested: str | None
     traceparent: str | None = None  # the W3C trace context of the request that queued it (tracing on)
+    model_options: dict[str, Any] | None = None  # parameters of the run's model calls
+    stream_modes: tuple[str, ...] = ()  # extra events its client asked for (values, updates, message)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ _CLAIM = text(
                     started_at = coalesce(runs.started_at, now())
     FROM candidates WHERE runs.id = candidates.id
     RETURNING runs.id, runs.session_id, runs.user_id, runs.user_message_id, runs.resume, runs.attempt,
-              runs.cancel_requested, runs.traceparent,
+              runs.cancel_requested, runs.traceparent, runs.model_options, runs.stream_modes,
               (SELECT m.content FROM messages m WHERE m.id = runs.user_message_id) AS text
     """
 )
@@ -94,9 +96,11 @@ _REQUEUE_STALE = text(
 _CREATE = text(
     """
     WITH run AS (
-        INSERT INTO runs (id, session_id, user_id, status, multitask_strategy, user_message_id, attempt, traceparent)
+        INSERT INTO runs (id, session_id, user_id, status, multitask_strategy, user_message_id, attempt, traceparent,
+                          model_options, stream_modes)
         SELECT CAST(:run_id AS uuid), CAST(:session_id AS uuid), CAST(:user_id AS uuid), 'pending',
-               CAST(:strategy AS varchar), CAST(:message_id AS uuid), 0, CAST(:traceparent AS varchar)
+               CAST(:strategy AS varchar), CAST(:message_id AS uuid), 0, CAST(:traceparent AS varchar),
+               CAST(:model_options AS jsonb), CAST(:stream_modes AS jsonb)
         WHERE CAST(:force AS boolean) OR NOT EXISTS (
             SELECT 1 FROM runs WHERE session_id = CAST(:session_id AS uuid)
             AND status IN ('pending', 'running', 'interrupted'))
@@ -200,6 +204,8 @@ class RunRepository:
         channel: str,
         force: bool,
         traceparent: str | None = None,
+        model_options: dict[str, Any] | None = None,
+        stream_modes: list[str] | None = None,
     ) -> bool:
         """Insert a pending run and its user message, and wake the workers; False (nothing inserted) when
         `force` is false and the session has an unfinished run."""
@@ -216,6 +222,8 @@ class RunRepository:
                     "channel": channel,
                     "force": force,
                     "traceparent": traceparent,
+                    "model_options": json.dumps(model_options) if model_options else None,
+                    "stream_modes": json.dumps(stream_modes) if stream_modes else None,
                 },
             )
         ).one()
@@ -236,6 +244,8 @@ class RunRepository:
                 attempt=row["attempt"],
                 cancel_requested=row["cancel_requested"],
                 traceparent=row["traceparent"],
+                model_options=row["model_options"],
+                stream_modes=tuple(row["stream_modes"] or ()),
             )
             for row in rows
         ]
@@ -342,14 +352,23 @@ class RunRepository:
         return row.first() is not None
 
     async def resume(
-        self, user_id: uuid.UUID, run_id: uuid.UUID, decision: dict[str, Any], *, traceparent: str | None = None
+        self,
+        user_id: uuid.UUID,
+        run_id: uuid.UUID,
+        decision: dict[str, Any],
+        stream_modes: Sequence[str] | None = None,
+        *,
+        traceparent: str | None = None,
     ) -> bool:
         """interrupted → pending with the decision a worker will resume the graph with (and the trace context
         of the request that decided, which the rest of the run continues)."""
+        values: dict[str, Any] = {"status": RunStatus.pending, "resume": decision, "traceparent": traceparent}
+        if stream_modes is not None:
+            values["stream_modes"] = list(stream_modes) or None
         row = await self.session.execute(
             update(Run)
             .where(Run.id == run_id, Run.user_id == user_id, Run.status == RunStatus.interrupted)
-            .values(status=RunStatus.pending, resume=decision, traceparent=traceparent)
+            .values(**values)
             .returning(Run.id)
         )
         return row.first() is not None

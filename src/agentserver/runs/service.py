@@ -67,13 +67,21 @@ class RunService:
         max_chars: int,
         strategy: MultitaskStrategy = MultitaskStrategy.reject,
         quotas: QuotaLimits | None = None,
+        model_options: dict[str, Any] | None = None,
+        stream_modes: Sequence[str] | None = None,
     ) -> StartedRun:
         """Store the user message and a pending run for it (404/409/422, and 429 when `quotas` — the
-        deployment's default budgets, overridden per user — have no room for it, raise here: nothing stored)."""
+        deployment's default budgets, overridden per user — have no room for it, raise here: nothing stored).
+
+        `model_options`: parameters for the run's model calls (temperature, max_tokens, ...);
+        `stream_modes`: extra events for its log (see `RunEvent`: values, updates, message).
+        """
         if len(text) > max_chars:
             raise MessageTooLong(max_chars)
         with tracing.span("run.enqueue", {"session.id": str(session_id), "user.id": str(user_id)}) as span:
-            run, ended = await self._store(sessionmaker, user_id, session_id, text, strategy, quotas)
+            run, ended = await self._store(
+                sessionmaker, user_id, session_id, text, strategy, quotas, model_options, stream_modes
+            )
             span.set_attribute("agentserver.run.id", str(run.id))
         for run_id, reason in ended:
             await announce_end(event_log, run_id, reason)
@@ -87,6 +95,8 @@ class RunService:
         text: str,
         strategy: MultitaskStrategy,
         quotas: QuotaLimits | None,
+        model_options: dict[str, Any] | None,
+        stream_modes: Sequence[str] | None,
     ) -> tuple[StartedRun, list[tuple[uuid.UUID, str]]]:
         ended: list[tuple[uuid.UUID, str]] = []
         run_id, message_id = uuid.uuid4(), uuid.uuid4()
@@ -116,6 +126,8 @@ class RunService:
                 channel=WORK_CHANNEL,
                 # Tracing on: the worker's run span continues this request's trace (None when off).
                 traceparent=tracing.current_traceparent(),
+                model_options=model_options or None,
+                stream_modes=list(stream_modes) if stream_modes else None,
             )
             # The common case in one more round trip: the session is idle, the run goes in.
             if not await create(force=False):
@@ -156,8 +168,11 @@ class RunService:
         *,
         user_id: uuid.UUID,
         run_id: uuid.UUID,
+        rollback: bool = False,
     ) -> Run:
-        """Stop a run: a waiting one ends now, a running one when its worker notices (well under a second)."""
+        """Stop a run: a waiting one ends now, a running one when its worker notices (well under a second).
+        `rollback`: also erase it (its messages and checkpoints), as the rollback strategy does."""
+        reason = "rollback" if rollback else "cancel"
         async with session_scope(sessionmaker) as db:
             runs = RunRepository.from_session(db)
             run = await runs.get_owned(user_id, run_id)
@@ -165,13 +180,15 @@ class RunService:
                 raise RunNotFound()
             if run.status in (RunStatus.success, RunStatus.error, RunStatus.cancelled):
                 raise RunAlreadyFinished()
-            cancelled = await runs.cancel_waiting([run_id], "cancel")
-            if not cancelled and await runs.request_cancel([run_id], "cancel"):
-                await notify(db, CANCEL_CHANNEL, f"{run_id}:cancel")
+            cancelled = await runs.cancel_waiting([run_id], reason)
+            if cancelled and rollback:
+                await erase_run(db, run.session_id, run_id)
+            if not cancelled and await runs.request_cancel([run_id], reason):
+                await notify(db, CANCEL_CHANNEL, f"{run_id}:{reason}")
             run = await runs.get(run_id)
             assert run is not None
         if cancelled:
-            await announce_end(event_log, run_id, "cancelled")
+            await announce_end(event_log, run_id, "rolled_back" if rollback else "cancelled")
         return run
 
     async def resume(
@@ -183,9 +200,11 @@ class RunService:
         decision: dict[str, Any],
         validate_args: ArgsValidator,
         quotas: QuotaLimits | None = None,
+        stream_modes: Sequence[str] | None = None,
     ) -> Run:
         """Hand a paused run its decision; a worker continues it from the checkpoint (which calls the model
-        again: `quotas` admit it like a new run)."""
+        again: `quotas` admit it like a new run). `stream_modes`: the extra events the resuming client wants
+        from here on (None: as the run had them)."""
         async with session_scope(sessionmaker) as db:
             if quotas is not None:
                 await usage_service.admit(db, user_id=user_id, defaults=quotas)
@@ -201,7 +220,9 @@ class RunService:
                     validate_args(tool, decision["args"])
                 except (ValidationError, ValueError) as exc:
                     raise InvalidResume(f"args: not valid for {tool}: {_first_problem(exc)}") from None
-            if not await runs.resume(user_id, run_id, decision, traceparent=tracing.current_traceparent()):
+            if not await runs.resume(
+                user_id, run_id, decision, stream_modes, traceparent=tracing.current_traceparent()
+            ):
                 raise RunNotInterrupted()  # resumed or cancelled by a concurrent request
             await notify(db, WORK_CHANNEL, "run")
             run = await runs.get(run_id)

@@ -10,6 +10,10 @@ The graph is streamed with `stream_mode=["messages", "updates", "values", "custo
 - `values`: the whole state after each step; the last one is what the run's result is read from.
 - `custom`: `{"usage": ...}` of model calls outside the chat node (summaries).
 
+A run whose client asked for them (`stream_modes`, the Agent Server API) also gets `values` and `updates`
+events (the state and the steps, as JSON) and a `message {id}` event before the tokens of each answer,
+so that client can tell messages apart; other runs' logs have none of these.
+
 The result (answer text, tool calls with their results, usage, finish reason) is computed from the
 messages the run added to the checkpointed conversation, so it is the same whether the run went straight
 through, was resumed after an approval, or was taken over by another worker.
@@ -18,13 +22,14 @@ through, was resumed after an approval, or was taken over by another worker.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, ToolMessage
 
+from agentserver.agent.jsonable import jsonable
 from agentserver.llm.usage import usage_of
 from agentserver.runs import events
 from agentserver.runs.emitter import RunEmitter
@@ -135,8 +140,9 @@ def result_of(messages: Sequence[AnyMessage], extra_usage: RunUsage | None = Non
 class StreamTranslator:
     """Feeds one run's LangGraph stream into its emitter; see the module docstring."""
 
-    def __init__(self, emitter: RunEmitter) -> None:
+    def __init__(self, emitter: RunEmitter, stream_modes: Collection[str] = ()) -> None:
         self.emitter = emitter
+        self.stream_modes = frozenset(stream_modes)
         self.streamed: list[str] = []  # text of the answer being streamed right now
         self._streamed_id: str | None = None
         self.extra_usage = RunUsage()
@@ -153,8 +159,12 @@ class StreamTranslator:
         elif mode == "updates":
             for node, update in (data or {}).items():
                 self._on_update(node, update)
+            if "updates" in self.stream_modes and isinstance(data, dict):
+                self.emitter.emit(events.updates(jsonable(data)))
         elif mode == "values":
             self.last_values = data if isinstance(data, dict) else None
+            if "values" in self.stream_modes and self.last_values is not None:
+                self.emitter.emit(events.values(jsonable(self.last_values)))
         elif mode == "custom" and isinstance(data, dict) and isinstance(data.get("usage"), dict):
             self.extra_usage.add_dict(data["usage"])
 
@@ -167,6 +177,7 @@ class StreamTranslator:
                 self.emitter.emit(events.reset())
                 self.streamed.clear()
             self._streamed_id = chunk.id
+            self._start_message(chunk.id)
         text = chunk.content if isinstance(chunk.content, str) else ""
         if text:
             self.streamed.append(text)
@@ -186,7 +197,9 @@ class StreamTranslator:
                     continue
                 text = message.content if isinstance(message.content, str) else ""
                 if text and not self.streamed:
-                    self.emitter.token(text)  # not streamed (a cached answer, a non-streaming model)
+                    # Not streamed (a cached answer, a non-streaming model).
+                    self._start_message(message.id)
+                    self.emitter.token(text)
                 self.streamed.clear()
                 self._streamed_id = None
                 for call in message.tool_calls:
@@ -199,4 +212,9 @@ class StreamTranslator:
         elif node == "give_up":
             final = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
             if final is not None:
+                self._start_message(final.id)
                 self.emitter.token(str(final.content))
+
+    def _start_message(self, message_id: str | None) -> None:
+        if "message" in self.stream_modes and message_id:
+            self.emitter.emit(events.message(message_id))

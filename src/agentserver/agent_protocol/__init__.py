@@ -1,0 +1,1 @@
+"""The LangGraph Agent Server API (threads, runs, assistants) over sessions and runs."""
