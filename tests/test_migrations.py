@@ -22,6 +22,9 @@ OUR_TABLES = {
     "chat_bindings",
     "usage_counters",
     "user_quotas",
+    "files",
+    "file_chunks",
+    "file_chunk_vectors_minilm",
 }
 
 

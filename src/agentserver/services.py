@@ -20,6 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agentserver.agent.runtime import AgentRuntime, open_agent
 from agentserver.cache import ResponseCache
 from agentserver.config import Settings
+from agentserver.documents.jobs import Ingestion
+from agentserver.documents.runtime import Documents, open_documents
+from agentserver.documents.search import DocumentSearch
+from agentserver.documents.tool import FilesPrompt, search_documents_tool
 from agentserver.erasure import Erasure
 from agentserver.jobs.handlers import JobHandlers
 from agentserver.kit import migrations
@@ -62,6 +66,7 @@ class Services:
     cache: ResponseCache | None
     erasure: Erasure
     tasks: TaskSet
+    documents: Documents | None = None
     worker: Worker | None = None
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     optional_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
@@ -151,7 +156,13 @@ async def open_services(
     if settings.memory_enabled:
         log.info("app.starting", step="memory", detail="loading the embedding model and mem0: a few seconds")
     memory = await open_memory(settings, database_url, llm, stack)
-    agent = await open_agent(settings, database_url, llm, stack, cache=cache)
+    documents = await open_documents(settings)
+    document_tools = (
+        [search_documents_tool(DocumentSearch(sessionmaker, documents), settings.documents_search_top_k)]
+        if documents is not None
+        else []
+    )
+    agent = await open_agent(settings, database_url, llm, stack, cache=cache, extra_tools=document_tools)
     live_runs = LiveRuns()
     erasure = Erasure(
         sessionmaker=sessionmaker,
@@ -175,6 +186,7 @@ async def open_services(
         cache=cache,
         erasure=erasure,
         tasks=TaskSet(),
+        documents=documents,
         readiness_checks={"database": database_ready},
     )
     if redis is not None:
@@ -188,6 +200,8 @@ async def open_services(
         erasure.register(handlers)
         if memory is not None:
             handlers.register(MEMORY_EXTRACT_JOB, extraction_handler(memory, sessionmaker))
+        if documents is not None:
+            Ingestion(documents, sessionmaker).register(handlers)
         executor = RunExecutor(
             graph=agent.graph,
             sessionmaker=sessionmaker,
@@ -196,6 +210,7 @@ async def open_services(
             worker_id=new_worker_id(),
             memory=memory,
             extract_memories=memory is not None,
+            files=FilesPrompt(sessionmaker) if documents is not None else None,
         )
         services.worker = Worker(
             config=worker_config(settings),

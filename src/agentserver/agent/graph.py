@@ -46,7 +46,7 @@ from langgraph.types import interrupt
 from agentserver.agent import summarize
 from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget, turn_starts
 from agentserver.agent.prompts import SystemPrompt, render_system_prompt
-from agentserver.agent.state import AgentState, TurnContext
+from agentserver.agent.state import AgentState, TurnContext, reset_current_turn, set_current_turn
 from agentserver.agent.tools import run_tool_call
 from agentserver.cache import ResponseCache, request_key
 from agentserver.llm.usage import usage_of
@@ -167,6 +167,7 @@ def build_graph(
             long_term_memory=await context.long_term_memory() if context else "",
             conversation_summary=state.get("summary", ""),
             latest_user_message=_latest_user_text(history),
+            files=await context.files() if context else "",
         )
         messages = model_input(prompt, history, deps.context_in_place)
         options = dict(context.model_options) if context else {}
@@ -180,7 +181,7 @@ def build_graph(
             await cache.set(context.user_id, key, response)
         return {"messages": [response]}
 
-    async def tools_node(state: AgentState) -> dict[str, Any]:
+    async def tools_node(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         last = _last_ai(state)
         calls = last.tool_calls if last else []
         # Decisions first, one interrupt per call that needs one (on resume the node runs again and each
@@ -200,7 +201,12 @@ def build_graph(
                     call = ToolCall(name=call["name"], args=decision["args"], id=call["id"], type="tool_call")
             return await run_tool_call(deps.tools, call)
 
-        results = await asyncio.gather(*(run(call) for call in calls))
+        # The calls' tasks copy this context: tools acting for the user read the turn from it.
+        token = set_current_turn(runtime.context)
+        try:
+            results = await asyncio.gather(*(run(call) for call in calls))
+        finally:
+            reset_current_turn(token)
         return {"messages": list(results), "tool_rounds": state.get("tool_rounds", 0) + 1}
 
     async def give_up_node(state: AgentState) -> dict[str, Any]:

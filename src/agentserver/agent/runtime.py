@@ -99,6 +99,7 @@ async def open_agent(
     stack: AsyncExitStack,
     *,
     cache: ResponseCache | None = None,
+    extra_tools: Sequence[BaseTool] = (),
 ) -> AgentRuntime:
     # LangGraph's checkpointer speaks psycopg; its connections need autocommit and no prepared statements.
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -123,7 +124,7 @@ async def open_agent(
 
     http = httpx.AsyncClient(timeout=10.0, headers={"User-Agent": "agentserver"}, follow_redirects=False)
     stack.push_async_callback(http.aclose)
-    tools = build_tools(search=search_backend(settings, http), weather=OpenMeteo(http))
+    tools = build_tools(search=search_backend(settings, http), weather=OpenMeteo(http), extra=extra_tools)
     model_name = llm.default_model if llm is not None else ""
     unknown = set(settings.tools_requiring_approval) - {t.name for t in tools}
     if unknown:

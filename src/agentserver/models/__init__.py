@@ -4,6 +4,7 @@ from agentserver.models.api_key import ApiKey
 from agentserver.models.base import Base
 from agentserver.models.chat_binding import ChatBinding
 from agentserver.models.chat_session import ChatSession
+from agentserver.models.file import FileChunk, FileChunkVectorMiniLM, FileStatus, StoredFile
 from agentserver.models.job import Job, JobStatus
 from agentserver.models.message import Message, MessageRole
 from agentserver.models.refresh_token import RefreshToken
@@ -27,6 +28,9 @@ __all__ = [
     "Base",
     "ChatBinding",
     "ChatSession",
+    "FileChunk",
+    "FileChunkVectorMiniLM",
+    "FileStatus",
     "Job",
     "JobStatus",
     "Message",
@@ -36,6 +40,7 @@ __all__ = [
     "Run",
     "RunEventRow",
     "RunStatus",
+    "StoredFile",
     "UsageCounter",
     "User",
     "UserQuota",

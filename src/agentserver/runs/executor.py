@@ -82,6 +82,10 @@ class LongTermMemory(Protocol):
     async def prompt_section(self, user_id: uuid.UUID, query: str) -> str: ...
 
 
+class SessionFiles(Protocol):
+    async def section(self, user_id: uuid.UUID, session_id: uuid.UUID) -> str: ...
+
+
 @dataclass
 class Execution:
     """A run executing in this worker, and how it is stopped."""
@@ -111,6 +115,7 @@ class RunExecutor:
         worker_id: str,
         memory: LongTermMemory | None = None,
         extract_memories: bool = False,
+        files: SessionFiles | None = None,
     ) -> None:
         self.graph = graph
         self.sessionmaker = sessionmaker
@@ -120,6 +125,7 @@ class RunExecutor:
         self.worker_id = worker_id
         self.memory = memory
         self.extract_memories = extract_memories
+        self.files = files
 
     async def execute(self, execution: Execution) -> None:
         """Run it to one of its ends; never raises (failures end the run as `error`, except a database
@@ -183,11 +189,13 @@ class RunExecutor:
 
     async def _stream(self, run: ClaimedRun, translator: StreamTranslator) -> None:
         memory_task = asyncio.create_task(self._memory_section(run))
+        files_task = asyncio.create_task(self._files_section(run))
         context = TurnContext(
             user_id=run.user_id,
             session_id=run.session_id,
             long_term_memory=lambda: memory_task,
             model_options=run.model_options or {},
+            files=lambda: files_task,
         )
         graph_input: Any
         if run.resume is not None:
@@ -203,6 +211,7 @@ class RunExecutor:
                 translator.feed(mode, data)
         finally:
             memory_task.cancel()
+            files_task.cancel()
 
     async def _memory_section(self, run: ClaimedRun) -> str:
         if self.memory is None or not run.text:
@@ -212,6 +221,16 @@ class RunExecutor:
         except Exception as exc:
             # Memory makes answers better; its failure must not stop the answer.
             log_failure(log, "runs.memory_search_failed", exc)
+            return ""
+
+    async def _files_section(self, run: ClaimedRun) -> str:
+        if self.files is None:
+            return ""
+        try:
+            return await self.files.section(run.user_id, run.session_id)
+        except Exception as exc:
+            # Like memory: the list helps the model pick search_documents; its failure must not stop the answer.
+            log_failure(log, "runs.files_section_failed", exc)
             return ""
 
     async def _result(self, run: ClaimedRun, translator: StreamTranslator) -> RunResult:

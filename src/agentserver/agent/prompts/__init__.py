@@ -40,8 +40,16 @@ def language_rule(latest_user_message: str) -> str:
     return "Answer in the language of the user's latest message."
 
 
+FILES_HEADING = "# The user's files (search them with `search_documents`; cite file name and page)"
+
+
 def render_system_prompt(
-    *, long_term_memory: str, conversation_summary: str, latest_user_message: str = "", now: datetime | None = None
+    *,
+    long_term_memory: str,
+    conversation_summary: str,
+    latest_user_message: str = "",
+    now: datetime | None = None,
+    files: str = "",
 ) -> SystemPrompt:
     now = now or datetime.now(UTC)
     # str.replace, not str.format: memory and summaries are user-derived text and may contain braces.
@@ -51,4 +59,7 @@ def render_system_prompt(
         .replace("{conversation_summary}", conversation_summary.strip() or NOTHING_YET)
         .replace("{language_rule}", language_rule(latest_user_message))
     )
+    if files.strip():
+        # Only when the session has files: a turn without any keeps the prompt it always had.
+        context = f"{context.rstrip()}\n\n{FILES_HEADING}\n{files.strip()}\n"
     return SystemPrompt(SYSTEM_TEMPLATE, context)
