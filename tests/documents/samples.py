@@ -64,7 +64,10 @@ def docx(paragraphs: Sequence[tuple[str | None, str]]) -> bytes:
         props = f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else ""
         escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         body.append(f'<w:p>{props}<w:r><w:t xml:space="preserve">{escaped}</w:t></w:r></w:p>')
-    document = f'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="{ns}"><w:body>{"".join(body)}</w:body></w:document>'
+    document = (
+        f'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="{ns}">'
+        f"<w:body>{''.join(body)}</w:body></w:document>"
+    )
     content_types = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'

@@ -86,14 +86,18 @@ class TestUploadEachType:
 
         assert (file["status"], file["kind"]) == ("ready", kind)
         async with docs.state["sessionmaker"]() as session:
-            rows = (await session.execute(select(FileChunk.section, FileChunk.content).where(
-                FileChunk.file_id == file["id"]
-            ))).all()
+            rows = (
+                await session.execute(
+                    select(FileChunk.section, FileChunk.content).where(FileChunk.file_id == file["id"])
+                )
+            ).all()
         daily = [row for row in rows if "Run the tool daily." in row.content]
         assert [row.section for row in daily] == [section]
         assert all("hidden" not in row.content for row in rows)  # scripts are not text
 
-    @pytest.mark.parametrize(("name", "content", "kind"), [("dot.png", samples.png(), "png"), ("photo.JPG", samples.jpeg(), "jpg")])
+    @pytest.mark.parametrize(
+        ("name", "content", "kind"), [("dot.png", samples.png(), "png"), ("photo.JPG", samples.jpeg(), "jpg")]
+    )
     async def test_images_are_stored_only(self, docs: DocumentsHarness, name: str, content: bytes, kind: str) -> None:
         headers = await docs.new_user()
 
