@@ -25,6 +25,7 @@ OUR_TABLES = {
     "files",
     "file_chunks",
     "file_chunk_vectors_minilm",
+    "file_chunk_vectors_use",
 }
 
 

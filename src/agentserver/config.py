@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     # Where uploaded bytes live: `local` (AGENTSERVER_DATA_DIR/files/<user>/<file>). An S3-compatible store is
     # an implementation of documents/storage.py's FileStorage protocol (not shipped yet).
     file_storage: Literal["local"] = "local"
+    # The embedder of document chunks (each has its own vector table; switching needs files re-ingested):
+    # `use` (multilingual, Korean + English) or `minilm` (English). See bench/results/embeddings.md.
+    documents_embedder: Literal["use", "minilm"] = "use"
     # Chunks are this many embedder tokens (MiniLM reads up to 256), consecutive chunks share the overlap.
     documents_chunk_tokens: int = Field(default=200, ge=32, le=256)
     documents_chunk_overlap_tokens: int = Field(default=40, ge=0, le=128)

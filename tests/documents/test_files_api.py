@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import func, select
 
-from agentserver.models import FileChunk, FileChunkVectorMiniLM, FileStatus, StoredFile
+from agentserver.models import FileChunk, FileChunkVectorUSE, FileStatus, StoredFile
 from tests.documents import samples
 from tests.documents.conftest import MAX_UPLOAD, QUOTA, DocumentsHarness
 
@@ -36,8 +36,8 @@ class TestUploadEachType:
             chunks = (await session.scalars(select(FileChunk).where(FileChunk.file_id == file["id"]))).all()
             vectors = await session.scalar(
                 select(func.count())
-                .select_from(FileChunkVectorMiniLM)
-                .join(FileChunk, FileChunk.id == FileChunkVectorMiniLM.chunk_id)
+                .select_from(FileChunkVectorUSE)
+                .join(FileChunk, FileChunk.id == FileChunkVectorUSE.chunk_id)
                 .where(FileChunk.file_id == file["id"])
             )
         assert len(chunks) == file["chunk_count"] == vectors
@@ -382,8 +382,8 @@ class TestDeletion:
             )
             vectors = await session.scalar(
                 select(func.count())
-                .select_from(FileChunkVectorMiniLM)
-                .where(FileChunkVectorMiniLM.user_id == stored.user_id)
+                .select_from(FileChunkVectorUSE)
+                .where(FileChunkVectorUSE.user_id == stored.user_id)
             )
         assert (chunks, vectors) == (0, 0)
         assert not blob.exists()

@@ -65,7 +65,7 @@ class Ingestion:
             stored = await files.lock_for_ingestion(file_id)
             if stored is None:
                 raise JobSkipped("the file was deleted while it was ingested")
-            await files.replace_chunks(stored, chunks, vectors)
+            await files.replace_chunks(stored, chunks, vectors, (await self.documents.embedder()).table)
             await files.set_status(file_id, FileStatus.ready, chunk_count=len(chunks), pages=pages)
         log.info("documents.ingested", file_id=str(file_id), chunks=len(chunks), pages=pages)
 
@@ -78,7 +78,8 @@ class Ingestion:
         chunks = await asyncio.to_thread(chunker.chunk, extracted.segments)
         if not chunks and kind not in IMAGE_KINDS:
             raise ExtractionFailed(NO_TEXT)
-        vectors = await (await documents.embedder()).aembed([chunk.text for chunk in chunks])
+        embedder = await documents.embedder()
+        vectors = await embedder.aembed([chunk.text for chunk in chunks])
         rows: list[dict[str, object]] = [
             {"content": chunk.text, "page": chunk.page, "section": chunk.section} for chunk in chunks
         ]

@@ -10,7 +10,7 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentserver.kit.pagination import keyset_page
-from agentserver.models import FileChunk, FileChunkVectorMiniLM, FileStatus, StoredFile, User
+from agentserver.models import FileChunk, FileChunkVectorMiniLM, FileChunkVectorUSE, FileStatus, StoredFile, User
 
 
 class FileRepository:
@@ -93,8 +93,10 @@ class FileRepository:
         stored: StoredFile,
         chunks: Sequence[dict[str, Any]],
         vectors: Sequence[Sequence[float]],
+        table: type[FileChunkVectorMiniLM] | type[FileChunkVectorUSE],
     ) -> None:
-        """The file's chunks and vectors, replacing any a previous (interrupted) attempt wrote."""
+        """The file's chunks and their vectors in the embedder's `table`, replacing what an earlier
+        (interrupted) attempt wrote."""
         await self.session.execute(delete(FileChunk).where(FileChunk.file_id == stored.id))
         if not chunks:
             return
@@ -103,7 +105,7 @@ class FileRepository:
             await self.session.scalars(insert(FileChunk).returning(FileChunk.id, sort_by_parameter_order=True), rows)
         ).all()
         await self.session.execute(
-            insert(FileChunkVectorMiniLM),
+            insert(table),
             [
                 {"chunk_id": chunk_id, "user_id": stored.user_id, "embedding": list(vector)}
                 for chunk_id, vector in zip(ids, vectors, strict=True)

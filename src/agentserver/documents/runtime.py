@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+from tokenizers import Tokenizer
 
 from agentserver.config import Settings
 from agentserver.documents.chunking import Chunker, counting_tokenizer
+from agentserver.documents.embedders import DocumentEmbedder, MiniLMDocuments, USEDocuments
 from agentserver.documents.storage import FileStorage, LocalFileStorage
-from agentserver.memory.embeddings import LocalEmbedder
+from agentserver.memory.embeddings import TOKENIZER_SHA256, LocalEmbedder, _verified, tokenizer_path
 
 log = structlog.get_logger(__name__)
 
@@ -22,24 +24,32 @@ class Documents:
     storage: FileStorage
     # Uploads being received are spooled here (same filesystem as the local store: storing is a rename).
     spool_dir: Path
-    _embedder: LocalEmbedder | None = None
+    _embedder: DocumentEmbedder | None = None
     _chunker: Chunker | None = None
     _loading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def embedder(self) -> LocalEmbedder:
-        """The embedding model, loaded on first use (seconds, in a thread): processes that never ingest or
-        search (API-only ones, most test apps) never pay for it."""
+    async def embedder(self) -> DocumentEmbedder:
+        """The embedding model (DOCUMENTS_EMBEDDER), loaded on first use (seconds, in a thread): processes
+        that never ingest or search (API-only ones, most test apps) never pay for it."""
         async with self._loading:
             if self._embedder is None:
-                self._embedder = await asyncio.to_thread(LocalEmbedder.load)
-                log.info("documents.embedder_loaded")
+                embedder: DocumentEmbedder
+                if self.settings.documents_embedder == "use":
+                    embedder = await asyncio.to_thread(USEDocuments.load)
+                else:
+                    embedder = MiniLMDocuments(await asyncio.to_thread(LocalEmbedder.load))
+                log.info("documents.embedder_loaded", embedder=embedder.name)
+                self._embedder = embedder
             return self._embedder
 
     async def chunker(self) -> Chunker:
+        """Chunks are counted in MiniLM WordPiece tokens (a fast Rust tokenizer) whichever the embedder:
+        USE's own SentencePiece tokenizer is pure Python, and WordPiece splits Korean and English into at
+        least as many pieces, so a chunk never passes what either model reads well."""
         if self._chunker is None:
-            embedder = await self.embedder()
+            path = await asyncio.to_thread(_verified, tokenizer_path(), TOKENIZER_SHA256, "MiniLM tokenizer")
             self._chunker = Chunker(
-                counting_tokenizer(embedder.tokenizer),
+                counting_tokenizer(Tokenizer.from_file(str(path))),
                 max_tokens=self.settings.documents_chunk_tokens,
                 overlap=self.settings.documents_chunk_overlap_tokens,
             )

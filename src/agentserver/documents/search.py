@@ -29,7 +29,18 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 # Both rankings see the caller's ready files that this session may see (its own, or attached to none).
-_VECTOR = text(
+# One statement per embedder's table (fixed names, never input).
+_VECTOR_USE = text(
+    """
+    SELECT v.chunk_id FROM file_chunk_vectors_use v
+    JOIN file_chunks c ON c.id = v.chunk_id JOIN files f ON f.id = c.file_id
+    WHERE v.user_id = :user_id AND f.user_id = :user_id AND f.status = 'ready'
+      AND (f.session_id IS NULL OR f.session_id = :session_id)
+    ORDER BY v.embedding <=> CAST(:embedding AS vector) LIMIT :limit
+    """
+)
+
+_VECTOR_MINILM = text(
     """
     SELECT v.chunk_id FROM file_chunk_vectors_minilm v
     JOIN file_chunks c ON c.id = v.chunk_id JOIN files f ON f.id = c.file_id
@@ -103,13 +114,16 @@ class DocumentSearch:
         self.documents = documents
 
     async def search(self, user_id: uuid.UUID, session_id: uuid.UUID, query: str, *, top_k: int = 5) -> list[Passage]:
-        (embedding,) = await (await self.documents.embedder()).aembed([query])
+        embedder = await self.documents.embedder()
+        (embedding,) = await embedder.aembed([query])
+        vector_statement = _VECTOR_USE if embedder.name == "use" else _VECTOR_MINILM
         scope = {"user_id": user_id, "session_id": session_id, "limit": CANDIDATES}
         tsquery = full_text_query(query)
         async with session_scope(self.sessionmaker) as db:
             # pgvector ≥ 0.8: keep scanning the HNSW graph until enough rows pass the owner filter.
             await db.execute(text("SET LOCAL hnsw.iterative_scan = 'relaxed_order'"))
-            vector_ids = list((await db.execute(_VECTOR, {**scope, "embedding": _literal(embedding)})).scalars().all())
+            vector_params = {**scope, "embedding": _literal(embedding)}
+            vector_ids = list((await db.execute(vector_statement, vector_params)).scalars().all())
             text_ids: list[int] = []
             if tsquery:
                 text_ids = list((await db.execute(_FULL_TEXT, {**scope, "query": tsquery})).scalars().all())

@@ -4,7 +4,7 @@ from agentserver.models.api_key import ApiKey
 from agentserver.models.base import Base
 from agentserver.models.chat_binding import ChatBinding
 from agentserver.models.chat_session import ChatSession
-from agentserver.models.file import FileChunk, FileChunkVectorMiniLM, FileStatus, StoredFile
+from agentserver.models.file import FileChunk, FileChunkVectorMiniLM, FileChunkVectorUSE, FileStatus, StoredFile
 from agentserver.models.job import Job, JobStatus
 from agentserver.models.message import Message, MessageRole
 from agentserver.models.refresh_token import RefreshToken
@@ -30,6 +30,7 @@ __all__ = [
     "ChatSession",
     "FileChunk",
     "FileChunkVectorMiniLM",
+    "FileChunkVectorUSE",
     "FileStatus",
     "Job",
     "JobStatus",

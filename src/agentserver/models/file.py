@@ -4,8 +4,8 @@ A file belongs to one user and, optionally, to one chat session (then only that 
 without a session, every session of the user does). Its bytes live in the file storage under a key made of
 ids (documents/storage.py), never under the client's name. Chunks carry a PostgreSQL full-text column
 (`simple` configuration: no stemming, so Korean and English are both split on words) and their vectors
-live in a table per embedder (`file_chunk_vectors_minilm`): switching embedders is a re-embed job
-into another table, not a migration of this one.
+live in a table per embedder (`file_chunk_vectors_use`, `file_chunk_vectors_minilm`): switching embedders
+is a re-embed into another table, not a migration of this one.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from agentserver.models.base import Base, IdMixin, TimestampMixin
 
 MINILM_DIMENSIONS = 384
+USE_DIMENSIONS = 512
 
 
 class FileStatus(enum.StrEnum):
@@ -113,3 +114,22 @@ class FileChunkVectorMiniLM(Base):
     chunk_id: Mapped[int] = mapped_column(ForeignKey("file_chunks.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
     embedding: Mapped[list[float]] = mapped_column(Vector(MINILM_DIMENSIONS), nullable=False)
+
+
+class FileChunkVectorUSE(Base):
+    """The chunk's Universal Sentence Encoder multilingual v3 vector (documents/embedders.py), HNSW cosine."""
+
+    __tablename__ = "file_chunk_vectors_use"
+    __table_args__ = (
+        Index(
+            "ix_file_chunk_vectors_use_embedding",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+        Index("ix_file_chunk_vectors_use_user_id", "user_id"),
+    )
+
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("file_chunks.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    embedding: Mapped[list[float]] = mapped_column(Vector(USE_DIMENSIONS), nullable=False)

@@ -2,8 +2,9 @@
 
 - `files`: a user's uploads (optionally attached to a chat session), their ingestion status and reason.
 - `file_chunks`: extracted text, page/section, and a generated `simple`-configuration tsvector (GIN).
-- `file_chunk_vectors_minilm`: one all-MiniLM-L6-v2 vector per chunk, HNSW on cosine distance. Another
-  embedder gets a table of its own (switching is a re-embed job, not a change to this one).
+- `file_chunk_vectors_use` (the default embedder, USE multilingual v3, 512 dims) and
+  `file_chunk_vectors_minilm` (all-MiniLM-L6-v2, 384 dims): one vector per chunk, HNSW on cosine distance.
+  Each embedder has its table (switching DOCUMENTS_EMBEDDER is a re-embed, not a migration).
 
 Revision ID: 0007_documents
 Revises: 0006_api_keys
@@ -99,8 +100,31 @@ def upgrade() -> None:
     )
     op.create_index("ix_file_chunk_vectors_minilm_user_id", "file_chunk_vectors_minilm", ["user_id"])
 
+    op.create_table(
+        "file_chunk_vectors_use",
+        sa.Column("chunk_id", sa.BigInteger(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("embedding", Vector(512), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["chunk_id"],
+            ["file_chunks.id"],
+            name=op.f("fk_file_chunk_vectors_use_chunk_id_file_chunks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("chunk_id", name=op.f("pk_file_chunk_vectors_use")),
+    )
+    op.create_index(
+        "ix_file_chunk_vectors_use_embedding",
+        "file_chunk_vectors_use",
+        ["embedding"],
+        postgresql_using="hnsw",
+        postgresql_ops={"embedding": "vector_cosine_ops"},
+    )
+    op.create_index("ix_file_chunk_vectors_use_user_id", "file_chunk_vectors_use", ["user_id"])
+
 
 def downgrade() -> None:
+    op.drop_table("file_chunk_vectors_use")
     op.drop_table("file_chunk_vectors_minilm")
     op.drop_table("file_chunks")
     op.drop_table("files")
