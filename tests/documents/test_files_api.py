@@ -381,9 +381,7 @@ class TestDeletion:
                 select(func.count()).select_from(FileChunk).where(FileChunk.file_id == file["id"])
             )
             vectors = await session.scalar(
-                select(func.count())
-                .select_from(FileChunkVectorUSE)
-                .where(FileChunkVectorUSE.user_id == stored.user_id)
+                select(func.count()).select_from(FileChunkVectorUSE).where(FileChunkVectorUSE.user_id == stored.user_id)
             )
         assert (chunks, vectors) == (0, 0)
         assert not blob.exists()
