@@ -144,7 +144,10 @@ def load_chunks(url: str) -> tuple[uuid.UUID, uuid.UUID]:
                 for user, file, count in zip(users, files, per_user, strict=True):
                     for ordinal in range(count):
                         copy.write_row((file, user, ordinal, " ".join(rng.choice(words, 40))))
-            cur.execute("SELECT id, user_id FROM file_chunks ORDER BY id")
+            cur.execute(
+                "SELECT c.id, c.user_id FROM file_chunks c LEFT JOIN file_chunk_vectors_use v ON v.chunk_id = c.id "
+                "WHERE v.chunk_id IS NULL ORDER BY c.id"
+            )
             rows = cur.fetchall()
             with cur.copy(
                 "COPY file_chunk_vectors_use (chunk_id, user_id, embedding) FROM STDIN WITH (FORMAT BINARY)"

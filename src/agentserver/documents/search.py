@@ -15,11 +15,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentserver.documents.runtime import Documents
 from agentserver.kit.db import session_scope
+
+log = structlog.get_logger(__name__)
 
 RRF_K = 60
 # Candidates each side contributes to the fusion.
@@ -120,8 +124,7 @@ class DocumentSearch:
         scope = {"user_id": user_id, "session_id": session_id, "limit": CANDIDATES}
         tsquery = full_text_query(query)
         async with session_scope(self.sessionmaker) as db:
-            # pgvector ≥ 0.8: keep scanning the HNSW graph until enough rows pass the owner filter.
-            await db.execute(text("SET LOCAL hnsw.iterative_scan = 'relaxed_order'"))
+            await _iterative_scan(db)
             vector_params = {**scope, "embedding": _literal(embedding)}
             vector_ids = list((await db.execute(vector_statement, vector_params)).scalars().all())
             text_ids: list[int] = []
@@ -144,6 +147,16 @@ class DocumentSearch:
             for chunk_id in best
             if chunk_id in by_id
         ]
+
+
+async def _iterative_scan(db: AsyncSession) -> None:
+    """pgvector ≥ 0.8: keep scanning the HNSW graph until enough rows pass the owner filter. An older
+    pgvector (an external database) refuses the setting: search without it rather than fail."""
+    try:
+        async with db.begin_nested():
+            await db.execute(text("SET LOCAL hnsw.iterative_scan = 'relaxed_order'"))
+    except DBAPIError:
+        log.warning("documents.no_iterative_scan", detail="pgvector < 0.8: filtered HNSW scans may return fewer rows")
 
 
 def _literal(vector: Sequence[float]) -> str:
