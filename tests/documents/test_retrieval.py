@@ -125,6 +125,7 @@ class TestSearchDocumentsTool:
         context = [m.content for m in first if isinstance(m, SystemMessage)][-1]
         assert "# The user's files (search them with `search_documents`; cite file name and page)" in context
         assert "- handbook.txt" in context
+        assert "search_documents" in docs.fake.calls[0].tools
         tool_results = [m for m in second if isinstance(m, ToolMessage)]
         assert [m.name for m in tool_results] == ["search_documents"]
         assert "[1] handbook.txt\n" in str(tool_results[0].content)
@@ -160,6 +161,7 @@ class TestSearchDocumentsTool:
 
         system = " ".join(str(m.content) for m in docs.fake.prompts[0] if isinstance(m, SystemMessage))
         assert "The user's files" not in system
+        assert "search_documents" not in docs.fake.calls[0].tools  # offered only with files
 
 
 class TestIngestionSurvivesAWorkerRestart:

@@ -62,6 +62,8 @@ GIVE_UP_MESSAGE = (
 )
 TOOL_NOT_RUN = "Not run: the tool round limit for this turn was reached."
 TOOL_DECLINED = "Not run: the user declined this tool call."
+# Tools that act on the user's uploaded files (documents/tool.py): bound only when the session has some.
+FILE_TOOLS = frozenset({"search_documents"})
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,15 @@ def build_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     # Bound once, on first use (an API-only process builds the graph but has no model): binding the tools
     # converts every tool's schema, which is not free on each model call.
-    bound: list[ChatModel] = []
+    bound: dict[bool, ChatModel] = {}
+    without_files = [tool for tool in deps.tools if tool.name not in FILE_TOOLS]
 
-    def chat_model() -> ChatModel:
-        if not bound:
-            bound.append(deps.chat_model(deps.tools))
-        return bound[0]
+    def chat_model(has_files: bool) -> ChatModel:
+        # Tools over the user's files are offered only on turns whose session has files: a small model
+        # offered a tool it cannot use well tends to call it anyway.
+        if has_files not in bound:
+            bound[has_files] = deps.chat_model(deps.tools if has_files else without_files)
+        return bound[has_files]
 
     async def summarize_node(state: AgentState) -> dict[str, Any]:
         folded, _ = summarize.split_for_summary(state.get("messages") or [], deps.summary_after_turns, deps.keep_turns)
@@ -163,20 +168,21 @@ def build_graph(
     async def chat_node(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         context = runtime.context
         history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
+        files = await context.files() if context else ""
         prompt = render_system_prompt(
             long_term_memory=await context.long_term_memory() if context else "",
             conversation_summary=state.get("summary", ""),
             latest_user_message=_latest_user_text(history),
-            files=await context.files() if context else "",
+            files=files,
         )
         messages = model_input(prompt, history, deps.context_in_place)
         options = dict(context.model_options) if context else {}
         cache, key = deps.cache, ""
         if cache is not None and context is not None:
-            key = request_key(deps.model_name, messages, deps.tools, options)
+            key = request_key(deps.model_name, messages, deps.tools if files else without_files, options)
             if (hit := await cache.get(context.user_id, key)) is not None:
                 return {"messages": [hit]}
-        response = await chat_model().ainvoke(messages, **options)
+        response = await chat_model(bool(files)).ainvoke(messages, **options)
         if cache is not None and context is not None and isinstance(response, AIMessage):
             await cache.set(context.user_id, key, response)
         return {"messages": [response]}
