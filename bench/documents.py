@@ -141,9 +141,12 @@ def load_chunks(url: str) -> tuple[uuid.UUID, uuid.UUID]:
                 for user, file in zip(users, files, strict=True):
                     copy.write_row((file, user, "doc.txt", "txt", "text/plain", 1, "0" * 64, "x", "ready", 0))
             with cur.copy("COPY file_chunks (file_id, user_id, ordinal, content) FROM STDIN") as copy:
+                picks = rng.integers(0, len(words), size=(TOTAL_CHUNKS, 40))
+                row = 0
                 for user, file, count in zip(users, files, per_user, strict=True):
                     for ordinal in range(count):
-                        copy.write_row((file, user, ordinal, " ".join(rng.choice(words, 40))))
+                        copy.write_row((file, user, ordinal, " ".join(words[picks[row]])))
+                        row += 1
             cur.execute(
                 "SELECT c.id, c.user_id FROM file_chunks c LEFT JOIN file_chunk_vectors_use v ON v.chunk_id = c.id "
                 "WHERE v.chunk_id IS NULL ORDER BY c.id"
@@ -157,6 +160,9 @@ def load_chunks(url: str) -> tuple[uuid.UUID, uuid.UUID]:
                     vector = rng.standard_normal(512).astype(np.float32)
                     copy.write_row((chunk_id, user, vector / np.linalg.norm(vector)))
             started = time.perf_counter()
+            # The graph in memory while it is built (100k × 512 floats ≈ 200 MB): otherwise pgvector builds
+            # it on disk, many times slower.
+            cur.execute("SET maintenance_work_mem = '1GB'")
             cur.execute(
                 "CREATE INDEX ix_file_chunk_vectors_use_embedding ON file_chunk_vectors_use "
                 "USING hnsw (embedding vector_cosine_ops)"

@@ -189,6 +189,9 @@ class Settings(BaseSettings):
     documents_chunk_overlap_tokens: int = Field(default=40, ge=0, le=128)
     # A PDF longer than this is refused at ingestion (failed, with the reason).
     documents_max_pages: int = Field(default=1000, ge=1)
+    # A file that makes more chunks than this is refused at ingestion (failed, with the reason): embedding
+    # is ~25 ms a chunk on one core, and a user's jobs run one at a time.
+    documents_max_chunks: int = Field(default=5000, ge=1)
     documents_search_top_k: int = Field(default=5, ge=1, le=20)
 
     # --- tracing (observability/tracing.py): off, with no exporter and no connection, unless an OTLP endpoint

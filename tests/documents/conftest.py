@@ -78,6 +78,7 @@ async def documents_settings(
         search_provider="none",
         documents_chunk_tokens=64,
         documents_chunk_overlap_tokens=16,
+        documents_max_chunks=100,
     )
 
 

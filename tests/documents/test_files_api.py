@@ -441,6 +441,16 @@ class TestIngestionFailures:
 
         assert (file["status"], file["reason"]) == ("failed", "the PDF could not be read (damaged or not a PDF)")
 
+    async def test_a_file_with_too_much_text_ends_failed(self, docs: DocumentsHarness) -> None:
+        headers = await docs.new_user()
+        text = "\n\n".join(f"Paragraph {n} says something about topic number {n} at some length." for n in range(600))
+
+        file = await docs.uploaded(headers, "long.txt", text.encode())
+
+        assert file["status"] == "failed"
+        assert file["reason"].startswith("the file has too much text (")
+        assert file["reason"].endswith("passages; at most 100 are indexed)")
+
     async def test_an_empty_text_file_ends_failed(self, docs: DocumentsHarness) -> None:
         headers = await docs.new_user()
 

@@ -78,6 +78,9 @@ class Ingestion:
         chunks = await asyncio.to_thread(chunker.chunk, extracted.segments)
         if not chunks and kind not in IMAGE_KINDS:
             raise ExtractionFailed(NO_TEXT)
+        limit = documents.settings.documents_max_chunks
+        if len(chunks) > limit:
+            raise ExtractionFailed(f"the file has too much text ({len(chunks)} passages; at most {limit} are indexed)")
         embedder = await documents.embedder()
         vectors = await embedder.aembed([chunk.text for chunk in chunks])
         rows: list[dict[str, object]] = [
