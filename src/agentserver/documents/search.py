@@ -40,7 +40,7 @@ _VECTOR_USE = text(
     JOIN file_chunks c ON c.id = v.chunk_id JOIN files f ON f.id = c.file_id
     WHERE v.user_id = :user_id AND f.user_id = :user_id AND f.status = 'ready'
       AND (f.session_id IS NULL OR f.session_id = :session_id)
-    ORDER BY v.embedding <=> CAST(:embedding AS vector) LIMIT :limit
+    ORDER BY v.embedding <=> CAST(:embedding AS halfvec) LIMIT :limit
     """
 )
 
@@ -54,15 +54,21 @@ _VECTOR_MINILM = text(
     """
 )
 
+# Ranking is per matching row: words common to most of a user's chunks would rank them all, so at most
+# FULL_TEXT_MATCHES matches are ranked (such words say little; the vector side still sees every chunk).
 _FULL_TEXT = text(
     """
-    SELECT c.id FROM file_chunks c JOIN files f ON f.id = c.file_id,
-         to_tsquery('simple', :query) q
-    WHERE c.user_id = :user_id AND c.tsv @@ q AND f.user_id = :user_id AND f.status = 'ready'
-      AND (f.session_id IS NULL OR f.session_id = :session_id)
-    ORDER BY ts_rank_cd(c.tsv, q) DESC, c.id LIMIT :limit
+    WITH q AS (SELECT to_tsquery('simple', :query) AS q),
+    matches AS (
+        SELECT c.id, c.tsv FROM file_chunks c JOIN files f ON f.id = c.file_id, q
+        WHERE c.user_id = :user_id AND c.tsv @@ q.q AND f.user_id = :user_id AND f.status = 'ready'
+          AND (f.session_id IS NULL OR f.session_id = :session_id)
+        LIMIT :matches
+    )
+    SELECT m.id FROM matches m, q ORDER BY ts_rank(m.tsv, q.q) DESC, m.id LIMIT :limit
     """
 )
+FULL_TEXT_MATCHES = 1000
 
 _PASSAGES = text(
     """
@@ -129,7 +135,8 @@ class DocumentSearch:
             vector_ids = list((await db.execute(vector_statement, vector_params)).scalars().all())
             text_ids: list[int] = []
             if tsquery:
-                text_ids = list((await db.execute(_FULL_TEXT, {**scope, "query": tsquery})).scalars().all())
+                text_params = {**scope, "query": tsquery, "matches": FULL_TEXT_MATCHES}
+                text_ids = list((await db.execute(_FULL_TEXT, text_params)).scalars().all())
             scores = fuse([vector_ids, text_ids])
             best = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))[:top_k]
             rows = (await db.execute(_PASSAGES, {"ids": best, "user_id": user_id})).mappings().all() if best else []

@@ -14,7 +14,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from pgvector.sqlalchemy import Vector
+from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
     BigInteger,
     Computed,
@@ -117,7 +117,12 @@ class FileChunkVectorMiniLM(Base):
 
 
 class FileChunkVectorUSE(Base):
-    """The chunk's Universal Sentence Encoder multilingual v3 vector (documents/embedders.py), HNSW cosine."""
+    """The chunk's Universal Sentence Encoder multilingual v3 vector (documents/embedders.py), HNSW cosine.
+
+    Stored as halfvec: 512 float32 (2 KiB) would pass PostgreSQL's TOAST threshold, and every exact scan
+    of a user's vectors would decompress each one out of line; half precision (1 KiB) stays in the row and
+    changes cosine rankings by far less than the embedder's own error.
+    """
 
     __tablename__ = "file_chunk_vectors_use"
     __table_args__ = (
@@ -125,11 +130,11 @@ class FileChunkVectorUSE(Base):
             "ix_file_chunk_vectors_use_embedding",
             "embedding",
             postgresql_using="hnsw",
-            postgresql_ops={"embedding": "vector_cosine_ops"},
+            postgresql_ops={"embedding": "halfvec_cosine_ops"},
         ),
         Index("ix_file_chunk_vectors_use_user_id", "user_id"),
     )
 
     chunk_id: Mapped[int] = mapped_column(ForeignKey("file_chunks.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
-    embedding: Mapped[list[float]] = mapped_column(Vector(USE_DIMENSIONS), nullable=False)
+    embedding: Mapped[list[float]] = mapped_column(HALFVEC(USE_DIMENSIONS), nullable=False)

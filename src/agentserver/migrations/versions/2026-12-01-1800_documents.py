@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from pgvector.sqlalchemy import Vector
+from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007_documents"
@@ -104,7 +104,8 @@ def upgrade() -> None:
         "file_chunk_vectors_use",
         sa.Column("chunk_id", sa.BigInteger(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
-        sa.Column("embedding", Vector(512), nullable=False),
+        # halfvec: 512 float32 would be TOASTed (out of line, compressed); half precision stays in the row.
+        sa.Column("embedding", HALFVEC(512), nullable=False),
         sa.ForeignKeyConstraint(
             ["chunk_id"],
             ["file_chunks.id"],
@@ -118,7 +119,7 @@ def upgrade() -> None:
         "file_chunk_vectors_use",
         ["embedding"],
         postgresql_using="hnsw",
-        postgresql_ops={"embedding": "vector_cosine_ops"},
+        postgresql_ops={"embedding": "halfvec_cosine_ops"},
     )
     op.create_index("ix_file_chunk_vectors_use_user_id", "file_chunk_vectors_use", ["user_id"])
 
