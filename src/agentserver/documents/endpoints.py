@@ -44,6 +44,7 @@ def get_documents(request: Request) -> Documents:
 
 DocumentsDep = Annotated[Documents, Depends(get_documents)]
 
+_BINARY = {"type": "string", "format": "binary"}
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -126,7 +127,13 @@ def content_disposition(name: str) -> str:
 @router.get(
     "/{file_id}/content",
     summary="Download the file (always as an attachment; text kinds as text/plain)",
-    responses={404: FileNotFound.schema(), 200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        404: FileNotFound.schema(),
+        200: {
+            "description": "The file's bytes",
+            "content": {media_type: {"schema": _BINARY} for _, media_type in KINDS.values()},
+        },
+    },
     response_class=StreamingResponse,
 )
 async def download_file(
