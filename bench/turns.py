@@ -17,7 +17,7 @@ the load average. The table holds the median of the repetitions.
 
 Run: `python -m bench turns` (all scenarios, ~10 min) or `BENCH_QUICK=1 python -m bench turns` (one
 repetition, fewer turns); `BENCH_ONLY=2,3` picks scenarios; `BENCH_STATEMENTS=1` prints statements per turn by
-query. Writes bench/results/turns.md.
+query; `BENCH_PROFILE=DIR` samples the server with py-spy. Writes bench/results/turns.md.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import asyncio
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,6 +57,7 @@ DATABASE = "turns_bench"
 JWT_SECRET = "bench-secret-" + "x" * 40
 QUICK = bool(os.environ.get("BENCH_QUICK"))
 STATEMENT_BREAKDOWN = bool(os.environ.get("BENCH_STATEMENTS"))
+PROFILE_DIR = Path(os.environ["BENCH_PROFILE"]) if os.environ.get("BENCH_PROFILE") else None
 REPETITIONS = 1 if QUICK else 3
 ANSWER = "a stubbed answer of a few words for the benchmark"
 
@@ -359,6 +362,41 @@ async def drive(url: str, users: list[dict[str, str]], scenario: Scenario, measu
         measurement.growth = last10 / first10 - 1
 
 
+@contextmanager
+def profiled(process: psutil.Process, scenario: Scenario) -> Iterator[None]:
+    """BENCH_PROFILE=DIR: py-spy (on PATH or BENCH_PYSPY) samples the server while the load runs, into
+    DIR/<scenario>.raw (collapsed stacks: flamegraph.pl or speedscope read them)."""
+    if not PROFILE_DIR:
+        yield
+        return
+    pyspy = os.environ.get("BENCH_PYSPY") or shutil.which("py-spy") or "py-spy"
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    out = PROFILE_DIR / (scenario.name.replace(" ", "_").replace("/", "").replace(",", "") + ".raw")
+    recorder = subprocess.Popen(  # noqa: S603 - our own arguments
+        [
+            pyspy,
+            "record",
+            "-p",
+            str(process.pid),
+            "--subprocesses",
+            "--nonblocking",
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
+
+
 def measure(database_url: str, model_url: str, scenario: Scenario) -> Measurement:
     settings = Settings(_env_file=None, jwt_secret_key=JWT_SECRET)
     with server(database_url, model_url, scenario) as (url, process):
@@ -372,7 +410,7 @@ def measure(database_url: str, model_url: str, scenario: Scenario) -> Measuremen
             reset_statement_stats(database_url)
         statements_before = statements(database_url)
         cpu_before = tree_cpu_seconds(process)
-        with HealthProbe(url) as probe:
+        with HealthProbe(url) as probe, profiled(process, scenario):
             asyncio.run(drive(url, users, scenario, measurement))
         measurement.cpu_seconds = tree_cpu_seconds(process) - cpu_before
         measurement.statements = statements(database_url) - statements_before

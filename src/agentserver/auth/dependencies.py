@@ -27,7 +27,7 @@ from agentserver.models import User
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
-def api_key_header(request: Request) -> str | None:
+async def api_key_header(request: Request) -> str | None:
     """`x-api-key`, how the LangGraph SDK sends an API key (the OpenAI SDKs send `Authorization: Bearer`).
 
     Read as a plain header rather than declared as an OpenAPI security scheme: schema-driven clients and
@@ -36,18 +36,18 @@ def api_key_header(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     """The app's hasher (built in the lifespan). Tests override this dependency to swap it."""
     hasher: PasswordHasher = request.state.password_hasher
     return hasher
 
 
-def get_user_deletion_hooks(request: Request) -> list[UserDeletionHook]:
+async def get_user_deletion_hooks(request: Request) -> list[UserDeletionHook]:
     hooks: list[UserDeletionHook] = request.state.user_deletion_hooks
     return hooks
 

@@ -245,13 +245,19 @@ def engine_of(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     return engine
 
 
-def get_sessionmaker(request: HTTPConnection) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.state.sessionmaker
+def sessionmaker_of(conn: HTTPConnection) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = conn.state.sessionmaker
     return sessionmaker
 
 
+# Dependencies are `async def` even when they only read app state: FastAPI runs a plain `def` dependency in
+# its thread pool, a thread hand-off per dependency per request.
+async def get_sessionmaker(request: HTTPConnection) -> async_sessionmaker[AsyncSession]:
+    return sessionmaker_of(request)
+
+
 async def get_db_session(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    async with session_scope(get_sessionmaker(request)) as session:
+    async with session_scope(sessionmaker_of(request)) as session:
         yield session
 
 
@@ -259,14 +265,14 @@ async def get_db_session(request: HTTPConnection) -> AsyncIterator[AsyncSession]
 ShortSession = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
 
-def get_short_session(request: HTTPConnection) -> ShortSession:
+async def get_short_session(request: HTTPConnection) -> ShortSession:
     """Short sessions in autocommit (`autocommit_session`), each on a connection held only for the block.
 
     For dependencies that run before a long wait and need a read or one write (authentication): the
     request's SessionDep of a one-shot chat turn would hold its connection through the whole model call
     (and a burst of turns would drain the pool).
     """
-    sessionmaker = get_sessionmaker(request)
+    sessionmaker = sessionmaker_of(request)
 
     def open_short_session() -> AbstractAsyncContextManager[AsyncSession]:
         return autocommit_session(sessionmaker)
