@@ -23,7 +23,7 @@ from agentserver.config import Settings
 from agentserver.documents.jobs import Ingestion
 from agentserver.documents.runtime import Documents, open_documents
 from agentserver.documents.search import DocumentSearch
-from agentserver.documents.tool import FilesPrompt, search_documents_tool
+from agentserver.documents.tool import files_section, search_documents_tool
 from agentserver.erasure import Erasure
 from agentserver.jobs.handlers import JobHandlers
 from agentserver.kit import migrations
@@ -210,7 +210,7 @@ async def open_services(
             worker_id=new_worker_id(),
             memory=memory,
             extract_memories=memory is not None,
-            files=FilesPrompt(sessionmaker) if documents is not None else None,
+            files=files_section if documents is not None else None,
         )
         services.worker = Worker(
             config=worker_config(settings),

@@ -20,7 +20,7 @@ from agentserver.documents.runtime import Documents
 from agentserver.documents.schemas import FilePage, FileRead
 from agentserver.documents.service import files as file_service
 from agentserver.documents.types import KINDS
-from agentserver.kit.db import SessionDep, UnitOfWorkDep
+from agentserver.kit.db import SessionDep, SessionmakerDep, ShortSessionDep
 from agentserver.kit.errors import NotFound, Unauthorized
 from agentserver.kit.pagination import CURSOR_MAX_LENGTH, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
 from agentserver.sessions.service import SessionNotFound
@@ -35,7 +35,7 @@ class DocumentsDisabled(NotFound):
         super().__init__("File uploads are not enabled on this server")
 
 
-def get_documents(request: Request) -> Documents:
+async def get_documents(request: Request) -> Documents:
     documents: Documents | None = request.state.documents
     if documents is None:
         raise DocumentsDisabled()
@@ -82,11 +82,12 @@ _UPLOAD_BODY = {
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_file(
-    request: Request, user: CurrentUser, unit_of_work: UnitOfWorkDep, documents: DocumentsDep
+    request: Request, user: CurrentUser, sessionmaker: SessionmakerDep, documents: DocumentsDep
 ) -> FileRead:
-    # The body is read here, as it streams, not parsed by FastAPI up front (that would spool it whole).
+    # The body is read here, as it streams, not parsed by FastAPI up front (that would spool it whole); the
+    # service opens its own short sessions around it, so no connection waits on the client.
     stored = await file_service.upload(
-        unit_of_work, documents, user, request.stream(), request.headers.get("content-type")
+        sessionmaker, documents, user, request.stream(), request.headers.get("content-type")
     )
     return FileRead.model_validate(stored)
 
@@ -137,10 +138,10 @@ def content_disposition(name: str) -> str:
     response_class=StreamingResponse,
 )
 async def download_file(
-    file_id: uuid.UUID, user: CurrentUser, unit_of_work: UnitOfWorkDep, documents: DocumentsDep
+    file_id: uuid.UUID, user: CurrentUser, short_session: ShortSessionDep, documents: DocumentsDep
 ) -> StreamingResponse:
-    # A unit of work of its own: the download streams after it, holding no connection.
-    async with unit_of_work() as session:
+    # A short session of its own: the download streams after it, holding no connection.
+    async with short_session() as session:
         stored = await file_service.get(session, user, file_id)
     headers = {
         "Content-Disposition": content_disposition(stored.name),

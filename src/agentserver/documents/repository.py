@@ -61,21 +61,6 @@ class FileRepository:
         statement = select(StoredFile.storage_key).where(StoredFile.session_id == session_id)
         return list((await self.session.execute(statement)).scalars().all())
 
-    async def visible_in_session(
-        self, user_id: uuid.UUID, session_id: uuid.UUID, limit: int
-    ) -> Sequence[tuple[str, FileStatus, int | None]]:
-        """(name, status, pages) of the files a session's agent sees, newest first."""
-        statement = (
-            select(StoredFile.name, StoredFile.status, StoredFile.pages)
-            .where(
-                StoredFile.user_id == user_id,
-                (StoredFile.session_id.is_(None)) | (StoredFile.session_id == session_id),
-            )
-            .order_by(StoredFile.created_at.desc(), StoredFile.id.desc())
-            .limit(limit)
-        )
-        return [(row.name, row.status, row.pages) for row in await self.session.execute(statement)]
-
     # --- ingestion ------------------------------------------------------------------------------------
     async def lock_for_ingestion(self, file_id: uuid.UUID) -> StoredFile | None:
         statement = select(StoredFile).where(StoredFile.id == file_id).with_for_update()

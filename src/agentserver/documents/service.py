@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentserver.documents.errors import FileNotFound, FileTooLarge, InvalidUpload, StorageQuotaExceeded
 from agentserver.documents.repository import FileRepository
@@ -17,7 +17,7 @@ from agentserver.documents.storage import storage_key
 from agentserver.documents.types import IMAGE_KINDS, check_type, safe_name
 from agentserver.documents.upload import receive_upload
 from agentserver.jobs.repository import JobRepository
-from agentserver.kit.db import UnitOfWork
+from agentserver.kit.db import autocommit_session, session_scope
 from agentserver.kit.pagination import finish_page
 from agentserver.models import FileStatus, StoredFile, User
 from agentserver.sessions.repository import ChatSessionRepository
@@ -33,7 +33,7 @@ INGEST_MAX_ATTEMPTS = 3
 class FileService:
     async def upload(
         self,
-        unit_of_work: UnitOfWork,
+        sessionmaker: async_sessionmaker[AsyncSession],
         documents: Documents,
         user: User,
         body: AsyncIterator[bytes],
@@ -45,7 +45,7 @@ class FileService:
         again (under a lock on the user) when the row is written.
         """
         settings = documents.settings
-        async with unit_of_work() as db:
+        async with autocommit_session(sessionmaker) as db:
             used = await FileRepository.from_session(db).used_bytes(user.id)
         room = settings.max_files_bytes_per_user - used
         if room <= 0:
@@ -67,7 +67,7 @@ class FileService:
             file_type = await asyncio.to_thread(check_type, name, received.head, received.text, received.path)
             await documents.storage.put(key, received.path)
             stored_blob = True
-            async with unit_of_work() as db:
+            async with session_scope(sessionmaker) as db:
                 stored = await self._insert(
                     db,
                     documents,

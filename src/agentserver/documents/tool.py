@@ -6,20 +6,19 @@ from the model's arguments: the model only chooses the query.
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentserver.agent.state import current_turn
-from agentserver.documents.repository import FileRepository
 from agentserver.documents.search import DocumentSearch
-from agentserver.kit.db import session_scope
 from agentserver.models import FileStatus
+from agentserver.runs.repository import CLAIM_FILES
 
 PASSAGE_CHARS = 700
-PROMPT_FILES = 20
+PROMPT_FILES = CLAIM_FILES
 NAME_CHARS = 80
 
 
@@ -60,24 +59,19 @@ def search_documents_tool(search: DocumentSearch, top_k: int) -> BaseTool:
     )
 
 
-class FilesPrompt:
-    """The per-turn context section listing the files a session's agent can search."""
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self.sessionmaker = sessionmaker
-
-    async def section(self, user_id: uuid.UUID, session_id: uuid.UUID) -> str:
-        async with session_scope(self.sessionmaker) as db:
-            rows = await FileRepository.from_session(db).visible_in_session(user_id, session_id, PROMPT_FILES + 1)
-        if not rows:
-            return ""
-        lines = []
-        for name, status, pages in rows[:PROMPT_FILES]:
-            shown = name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
-            detail = f"{pages} pages" if pages else ""
-            if status is not FileStatus.ready:
-                detail = "not searchable yet" if status in (FileStatus.pending, FileStatus.processing) else "unreadable"
-            lines.append(f"- {shown}" + (f" ({detail})" if detail else ""))
-        if len(rows) > PROMPT_FILES:
-            lines.append("- … and more")
-        return "\n".join(lines)
+def files_section(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The per-turn context lines listing the files a session's agent sees (rows: name, status, pages,
+    newest first, as the run's claim reads them: runs/repository.py)."""
+    if not rows:
+        return ""
+    lines = []
+    for row in rows[:PROMPT_FILES]:
+        name, status, pages = str(row["name"]), str(row["status"]), row.get("pages")
+        shown = name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
+        detail = f"{pages} pages" if pages else ""
+        if status != FileStatus.ready:
+            detail = "not searchable yet" if status in (FileStatus.pending, FileStatus.processing) else "unreadable"
+        lines.append(f"- {shown}" + (f" ({detail})" if detail else ""))
+    if len(rows) > PROMPT_FILES:
+        lines.append("- … and more")
+    return "\n".join(lines)

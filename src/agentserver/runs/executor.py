@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -82,8 +83,8 @@ class LongTermMemory(Protocol):
     async def prompt_section(self, user_id: uuid.UUID, query: str) -> str: ...
 
 
-class SessionFiles(Protocol):
-    async def section(self, user_id: uuid.UUID, session_id: uuid.UUID) -> str: ...
+# Formats the files the claim read (ClaimedRun.files) for the prompt; "" when there are none.
+FilesSection = Callable[[Sequence[Mapping[str, Any]]], str]
 
 
 @dataclass
@@ -115,7 +116,7 @@ class RunExecutor:
         worker_id: str,
         memory: LongTermMemory | None = None,
         extract_memories: bool = False,
-        files: SessionFiles | None = None,
+        files: FilesSection | None = None,
     ) -> None:
         self.graph = graph
         self.sessionmaker = sessionmaker
@@ -189,13 +190,17 @@ class RunExecutor:
 
     async def _stream(self, run: ClaimedRun, translator: StreamTranslator) -> None:
         memory_task = asyncio.create_task(self._memory_section(run))
-        files_task = asyncio.create_task(self._files_section(run))
+        files_section = self._files_section(run)
+
+        async def files() -> str:
+            return files_section
+
         context = TurnContext(
             user_id=run.user_id,
             session_id=run.session_id,
             long_term_memory=lambda: memory_task,
             model_options=run.model_options or {},
-            files=lambda: files_task,
+            files=files,
         )
         graph_input: Any
         if run.resume is not None:
@@ -211,7 +216,6 @@ class RunExecutor:
                 translator.feed(mode, data)
         finally:
             memory_task.cancel()
-            files_task.cancel()
 
     async def _memory_section(self, run: ClaimedRun) -> str:
         if self.memory is None or not run.text:
@@ -223,15 +227,9 @@ class RunExecutor:
             log_failure(log, "runs.memory_search_failed", exc)
             return ""
 
-    async def _files_section(self, run: ClaimedRun) -> str:
-        if self.files is None:
-            return ""
-        try:
-            return await self.files.section(run.user_id, run.session_id)
-        except Exception as exc:
-            # Like memory: the list helps the model pick search_documents; its failure must not stop the answer.
-            log_failure(log, "runs.files_section_failed", exc)
-            return ""
+    def _files_section(self, run: ClaimedRun) -> str:
+        # Read by the claim (no statement of its own); formatted by the documents domain.
+        return self.files(run.files) if self.files is not None and run.files else ""
 
     async def _result(self, run: ClaimedRun, translator: StreamTranslator) -> RunResult:
         values = translator.last_values
