@@ -11,6 +11,7 @@ from langchain_core.messages import SystemMessage, ToolMessage
 from agentserver.documents.search import DocumentSearch, full_text_query, fuse
 from agentserver.documents.service import INGEST_JOB
 from agentserver.documents.storage import storage_key
+from agentserver.documents.tool import files_section
 from agentserver.llm.fake import tool_call_turn
 from agentserver.models import FileStatus, Job, JobStatus, StoredFile
 from tests.documents.conftest import DocumentsHarness
@@ -210,3 +211,29 @@ class TestIngestionSurvivesAWorkerRestart:
             file = (await http.get(f"/api/v1/files/{file_id}", headers=headers)).json()
         assert (file["status"], file["reason"]) == ("ready", None)
         assert file["chunk_count"] >= 1
+
+
+class TestFilesSection:
+    def test_lists_names_with_their_state(self) -> None:
+        rows = [
+            {"name": "manual.pdf", "status": "ready", "pages": 12},
+            {"name": "notes.txt", "status": "ready", "pages": None},
+            {"name": "new.docx", "status": "processing", "pages": None},
+            {"name": "scan.pdf", "status": "failed", "pages": None},
+        ]
+
+        assert files_section(rows) == (
+            "- manual.pdf (12 pages)\n- notes.txt\n- new.docx (not searchable yet)\n- scan.pdf (unreadable)"
+        )
+
+    def test_is_bounded(self) -> None:
+        rows = [{"name": f"{'x' * 100}{n}.txt", "status": "ready", "pages": None} for n in range(25)]
+
+        lines = files_section(rows).splitlines()
+
+        assert len(lines) == 21
+        assert lines[-1] == "- … and more"
+        assert all(len(line) <= 82 for line in lines)
+
+    def test_no_files_no_section(self) -> None:
+        assert files_section([]) == ""
