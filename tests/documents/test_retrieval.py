@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from langchain_core.messages import SystemMessage, ToolMessage
 
@@ -215,7 +216,7 @@ class TestIngestionSurvivesAWorkerRestart:
 
 class TestFilesSection:
     def test_lists_names_with_their_state(self) -> None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"name": "manual.pdf", "status": "ready", "pages": 12},
             {"name": "notes.txt", "status": "ready", "pages": None},
             {"name": "new.docx", "status": "processing", "pages": None},
