@@ -1,0 +1,139 @@
+"""MCP servers' tools as agent tools (through langchain-mcp-adapters).
+
+One long-lived client session per configured server, opened when the app starts and closed with it (a
+stdio server is one child process for the app's life, never one per call). Sessions are entered and left
+by the lifespan's task, which anyio's cancel scopes require. Calls from any number of runs share a
+session: MCP requests carry ids, so a slow call does not hold up the others.
+
+Each tool is renamed `<server>__<tool>` and wrapped: a call gets MCP_TOOL_TIMEOUT_SECONDS, its result is
+cut to MCP_MAX_RESULT_CHARS, and a failure (an error result, a dead server, a timeout) becomes text for the
+model. A server that fails to start is logged and left out: the app and the other servers still start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import structlog
+from langchain_core.tools import BaseTool, StructuredTool
+from langchain_mcp_adapters.sessions import Connection, create_session
+from langchain_mcp_adapters.tools import load_mcp_tools
+
+from agentserver.agent.assistants import MCP_SEPARATOR, McpServerSpec
+from agentserver.observability.metrics import TOOL_CALLS
+
+log = structlog.get_logger(__name__)
+
+
+def _connection(spec: McpServerSpec) -> Connection:
+    if spec.transport == "stdio":
+        assert spec.command is not None
+        stdio: dict[str, Any] = {"transport": "stdio", "command": spec.command, "args": list(spec.args)}
+        if spec.env is not None:
+            stdio["env"] = dict(spec.env)
+        if spec.cwd is not None:
+            stdio["cwd"] = spec.cwd
+        return stdio  # type: ignore[return-value]
+    assert spec.url is not None
+    http: dict[str, Any] = {"transport": "streamable_http", "url": spec.url}
+    if spec.headers is not None:
+        http["headers"] = dict(spec.headers)
+    return http  # type: ignore[return-value]
+
+
+def _text_of(result: Any) -> str:
+    """An MCP result (text, or LangChain content blocks) as the text the model reads."""
+    if isinstance(result, str):
+        return result
+    if isinstance(result, list):
+        parts = []
+        for block in result:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and block.get("type") == "text":
+                parts.append(str(block.get("text", "")))
+            elif isinstance(block, dict):
+                parts.append(f"[{block.get('type', 'content')} omitted]")
+        return "\n".join(parts)
+    return str(result)
+
+
+def wrap_tool(tool: BaseTool, server: str, *, timeout_seconds: float, max_chars: int) -> BaseTool:
+    """`tool` named `<server>__<name>`, bounded in time and size; failures come back as text."""
+    name = f"{server}{MCP_SEPARATOR}{tool.name}"
+
+    async def call(**arguments: Any) -> str:
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                result = await tool.ainvoke(arguments)
+        except TimeoutError:
+            TOOL_CALLS.labels(tool=name, outcome="mcp_timeout").inc()
+            log.warning("mcp.tool_timeout", tool=name, timeout_seconds=timeout_seconds)
+            return f"Error: {name} did not answer within {timeout_seconds:g} seconds."
+        except Exception as exc:
+            # A dead server, a transport error, an error result: the model is told, the turn goes on.
+            log.warning("mcp.tool_failed", tool=name, error=type(exc).__name__)
+            detail = str(exc).strip()[:300] or type(exc).__name__
+            return f"Error: {name} failed: {detail}"
+        text = _text_of(result)
+        if len(text) > max_chars:
+            text = text[:max_chars] + f" …[truncated: the result had {len(text)} characters]"
+        return text
+
+    return StructuredTool(
+        name=name,
+        description=tool.description or f"{tool.name} (MCP server {server})",
+        args_schema=tool.args_schema,
+        coroutine=call,
+    )
+
+
+class McpTools:
+    """The tools of every MCP server that started, by namespaced name."""
+
+    def __init__(self) -> None:
+        self.tools: dict[str, BaseTool] = {}
+        self.servers: list[str] = []
+
+    @classmethod
+    async def open(
+        cls,
+        servers: Mapping[str, McpServerSpec],
+        stack: AsyncExitStack,
+        *,
+        start_timeout_seconds: float,
+        call_timeout_seconds: float,
+        max_result_chars: int,
+    ) -> McpTools:
+        found = cls()
+        for server, spec in servers.items():
+            # A stack per server: one that fails to start is closed alone, the others keep running.
+            server_stack = AsyncExitStack()
+            try:
+                async with asyncio.timeout(start_timeout_seconds):
+                    session = await server_stack.enter_async_context(create_session(_connection(spec)))
+                    await session.initialize()
+                    tools = await load_mcp_tools(session, server_name=server)
+            except Exception as exc:
+                await _close_quietly(server_stack, server)
+                log.error("mcp.server_unavailable", server=server, error=type(exc).__name__, detail=str(exc)[:300])
+                continue
+            stack.push_async_callback(_close_quietly, server_stack, server)
+            for tool in tools:
+                wrapped = wrap_tool(tool, server, timeout_seconds=call_timeout_seconds, max_chars=max_result_chars)
+                found.tools[wrapped.name] = wrapped
+            found.servers.append(server)
+            log.info("mcp.server_ready", server=server, transport=spec.transport, tools=[t.name for t in tools])
+        return found
+
+
+async def _close_quietly(stack: AsyncExitStack, server: str) -> None:
+    try:
+        await stack.aclose()
+    except BaseException as exc:  # a server that died already: nothing left to close
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+            raise
+        log.warning("mcp.close_failed", server=server, error=type(exc).__name__)

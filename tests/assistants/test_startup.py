@@ -1,0 +1,115 @@
+"""Start-up and shutdown: the assistants file is validated first, MCP servers live and die with the app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agentserver.agent.assistants import AssistantsFileError, load_assistants_file
+from agentserver.agent.runtime import AgentRuntime
+from agentserver.config import Settings
+from tests.assistants.conftest import ASSISTANTS_YAML, MCP_SERVER, OVERRIDES, write_assistants
+from tests.chat.conftest import start_harness
+
+
+def _mcp_children() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if str(MCP_SERVER) in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+class TestAssistantsFile:
+    async def test_an_invalid_file_stops_start_up_naming_the_file_the_assistant_and_the_field(
+        self, settings: Settings, tmp_path: Path
+    ) -> None:
+        path = write_assistants(
+            tmp_path,
+            "assistants:\n  - name: fine\n  - name: broken\n    tools: calculator\n",
+        )
+
+        with pytest.raises(AssistantsFileError) as raised:
+            await start_harness(settings.model_copy(update={"assistants_file": path}))
+
+        message = str(raised.value)
+        assert message.startswith(f"assistants file {path}: ")
+        assert "assistant 'broken', field tools: Input should be a valid list" in message
+
+    @pytest.mark.parametrize(
+        ("name", "text", "expected"),
+        [
+            (
+                "a.toml",
+                '[[assistants]]\nname = "x"\nmemroy = false\n',
+                "assistant 'x', field memroy: Extra inputs are not permitted",
+            ),
+            (
+                "b.yaml",
+                "assistants:\n  - name: x\n    tools: [calculator]\n    approval: [web_search]\n",
+                "assistant 'x', field (whole entry): Value error, approval names tools the assistant does not have",
+            ),
+            ("c.yaml", "assistants:\n  - description: nameless\n", "assistant #1, field name: Field required"),
+            (
+                "d.yaml",
+                "assistants:\n  - name: x\nmcp_servers:\n  srv:\n    transport: stdio\n",
+                "MCP server 'srv', field (whole entry): Value error, a stdio server needs `command`",
+            ),
+            ("e.yaml", "assistants: [\n", "not valid YAML"),
+            ("f.yaml", "default: nobody\nassistants:\n  - name: x\n", "default names no assistant: 'nobody'"),
+        ],
+    )
+    def test_problems_are_reported_precisely(self, tmp_path: Path, name: str, text: str, expected: str) -> None:
+        path = write_assistants(tmp_path, text, name)
+
+        with pytest.raises(AssistantsFileError) as raised:
+            load_assistants_file(path)
+
+        assert str(raised.value).startswith(f"assistants file {path}: ")
+        assert expected in str(raised.value)
+
+    def test_a_missing_file_is_named(self, tmp_path: Path) -> None:
+        with pytest.raises(AssistantsFileError, match=f"assistants file {tmp_path / 'nope.yaml'}: cannot be read"):
+            load_assistants_file(tmp_path / "nope.yaml")
+
+    def test_the_built_in_default_has_the_agent_and_a_researcher_asking_before_searching(self) -> None:
+        config = load_assistants_file(None)
+
+        assert [a.name for a in config.assistants] == ["agent", "researcher"]
+        researcher = config.assistants[1]
+        assert researcher.approval == ["web_search"]
+        assert researcher.tools == ["web_search", "calculator"]
+
+
+class TestMcpServerLifetime:
+    async def test_one_process_per_server_for_the_apps_life_and_none_after_shutdown(
+        self, own_database_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
+    ) -> None:
+        # Beside the working server, one that cannot start: it is left out, the app starts anyway.
+        text = ASSISTANTS_YAML.replace(
+            "mcp_servers:\n", "mcp_servers:\n  broken:\n    transport: stdio\n    command: /nonexistent/server\n"
+        )
+        settings = await own_database_settings(
+            "agentserver_mcp_lifetime", assistants_file=write_assistants(tmp_path, text), **OVERRIDES
+        )
+        before = _mcp_children()
+
+        harness, lifespan = await start_harness(settings)
+        try:
+            running = [p for p in _mcp_children() if p not in before]
+            agent: AgentRuntime = harness.state["agent"]
+            mcp_tools = sorted(t.name for t in agent.tools if "__" in t.name)
+        finally:
+            await lifespan.__aexit__(None, None, None)
+
+        assert len(running) == 1
+        assert mcp_tools == ["testmcp__add", "testmcp__echo", "testmcp__hang"]
+        assert [p for p in _mcp_children() if p not in before] == []
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running)
