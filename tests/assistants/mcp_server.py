@@ -1,11 +1,14 @@
-"""A stdio MCP server for the tests (run as a script by the app under test): two tools, and one that hangs."""
+"""An MCP server for the tests, run as a script: over stdio (the default), or over streamable HTTP with
+`--http PORT`. Two tools, one that hangs, and one that tells which Authorization header it got (HTTP)."""
 
 from __future__ import annotations
 
-import anyio
-from mcp.server.fastmcp import FastMCP
+import sys
 
-server = FastMCP("test")
+import anyio
+from mcp.server.fastmcp import Context, FastMCP
+
+server = FastMCP("test", host="127.0.0.1", port=int(sys.argv[2]) if len(sys.argv) > 2 else 8000, log_level="WARNING")
 
 
 @server.tool()
@@ -27,5 +30,13 @@ async def hang() -> str:
     return "unreachable"
 
 
+@server.tool()
+def whoami(ctx: Context) -> str:  # type: ignore[type-arg]
+    """The Authorization header of the request (streamable HTTP only)."""
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", None)
+    return f"authorization: {headers.get('authorization') if headers is not None else None}"
+
+
 if __name__ == "__main__":
-    server.run()  # stdio
+    server.run("streamable-http" if "--http" in sys.argv else "stdio")

@@ -17,7 +17,7 @@ from tests.chat.conftest import ChatHarness
 
 ASSISTANTS = "/api/v1/assistants"
 CHAT = "/api/v1/chatbot/chat"
-MCP_TOOLS = {"testmcp__echo", "testmcp__add", "testmcp__hang"}
+MCP_TOOLS = {"testmcp__echo", "testmcp__add", "testmcp__hang"}  # not whoami
 BUILTINS = {"calculator", "get_weather"}  # web_search is off in these tests (SEARCH_PROVIDER=none)
 
 

@@ -63,6 +63,12 @@ class TestAssistantsFile:
                 "MCP server 'srv', field (whole entry): Value error, a stdio server needs `command`",
             ),
             ("e.yaml", "assistants: [\n", "not valid YAML"),
+            (
+                "g.yaml",
+                "assistants:\n  - name: x\nmcp_servers:\n  srv:\n    transport: streamable_http\n"
+                "    url: http://127.0.0.1:1/mcp\n    headers: {Authorization: 'Bearer ${AS_UNSET_TOKEN}'}\n",
+                "MCP server 'srv', field headers: Value error, environment variable AS_UNSET_TOKEN is not set",
+            ),
             ("f.yaml", "default: nobody\nassistants:\n  - name: x\n", "default names no assistant: 'nobody'"),
         ],
     )
@@ -110,6 +116,6 @@ class TestMcpServerLifetime:
             await lifespan.__aexit__(None, None, None)
 
         assert len(running) == 1
-        assert mcp_tools == ["testmcp__add", "testmcp__echo", "testmcp__hang"]
+        assert mcp_tools == ["testmcp__add", "testmcp__echo", "testmcp__hang", "testmcp__whoami"]
         assert [p for p in _mcp_children() if p not in before] == []
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running)

@@ -15,6 +15,8 @@ created is bound by its first run; a session whose own assistant was deleted fal
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 import uuid
 from collections.abc import Iterable, Sequence
@@ -25,7 +27,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,18 +101,38 @@ class AssistantSpec(BaseModel):
         return self
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _env_value(match: re.Match[str]) -> str:
+    value = os.environ.get(match.group(1))
+    if value is None:
+        raise ValueError(f"environment variable {match.group(1)} is not set")
+    return value
+
+
 class McpServerSpec(BaseModel):
     """One MCP server: a command started over stdio, or a streamable HTTP endpoint."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     transport: Literal["stdio", "streamable_http"]
+    # env and headers may say `${NAME}`: the value of that environment variable.
     command: str | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] | None = None
     cwd: str | None = None
     url: str | None = None
     headers: dict[str, str] | None = None
+
+    @field_validator("env", "headers", mode="after")
+    @classmethod
+    def _expand(cls, values: dict[str, str] | None) -> dict[str, str] | None:
+        # Credentials stay in the environment (a secret store, Kubernetes secrets), not in the file:
+        # `${NAME}` is replaced by the variable's value, and a missing one is an error.
+        if values is None:
+            return None
+        return {key: _ENV_REFERENCE.sub(_env_value, value) for key, value in values.items()}
 
     @model_validator(mode="after")
     def _check(self) -> McpServerSpec:
