@@ -21,6 +21,7 @@ OVERRIDES: dict[str, Any] = {
     "search_provider": "none",
     # Long enough for another user's whole turn to finish meanwhile on a busy machine.
     "mcp_tool_timeout_seconds": 8.0,
+    "mcp_max_result_chars": 100,
 }
 
 ASSISTANTS_YAML = f"""
@@ -36,7 +37,7 @@ assistants:
   - name: helper
     description: Uses the test MCP server.
     instructions: HELPER-INSTRUCTIONS use the test tools.
-    tools: [testmcp__echo, testmcp__add, testmcp__hang]
+    tools: [testmcp__echo, testmcp__add, testmcp__hang, testmcp__fail, testmcp__big]
   - name: terse
     instructions: TERSE-INSTRUCTIONS answer in one word.
     tools: [calculator]

@@ -24,6 +24,18 @@ def add(a: int, b: int) -> int:
 
 
 @server.tool()
+def fail(reason: str) -> str:
+    """Always fails."""
+    raise ValueError(f"cannot do that: {reason}")
+
+
+@server.tool()
+def big(chars: int) -> str:
+    """A long result."""
+    return "x" * chars
+
+
+@server.tool()
 async def hang() -> str:
     """Never answers."""
     await anyio.sleep_forever()

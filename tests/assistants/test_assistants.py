@@ -17,7 +17,7 @@ from tests.chat.conftest import ChatHarness
 
 ASSISTANTS = "/api/v1/assistants"
 CHAT = "/api/v1/chatbot/chat"
-MCP_TOOLS = {"testmcp__echo", "testmcp__add", "testmcp__hang"}  # not whoami
+MCP_TOOLS = {"testmcp__echo", "testmcp__add", "testmcp__hang", "testmcp__fail", "testmcp__big"}  # not whoami
 BUILTINS = {"calculator", "get_weather"}  # web_search is off in these tests (SEARCH_PROVIDER=none)
 
 
@@ -38,7 +38,13 @@ async def _chat(http: httpx.AsyncClient, headers: dict[str, str], session_id: st
 
 
 def _tool_results(fake: FakeChatModel) -> list[ToolMessage]:
-    return [m for prompt in fake.prompts for m in prompt if isinstance(m, ToolMessage)]
+    """Every tool result the model was shown, once each, in order."""
+    seen: dict[str, ToolMessage] = {}
+    for prompt in fake.prompts:
+        for m in prompt:
+            if isinstance(m, ToolMessage):
+                seen.setdefault(m.tool_call_id, m)
+    return list(seen.values())
 
 
 def _instructions(fake: FakeChatModel, call: int) -> str:
@@ -61,6 +67,27 @@ class TestMcpTools:
         assert set(fake.calls[0].tools) == MCP_TOOLS
         [result] = _tool_results(fake)
         assert (result.name, result.content, result.status) == ("testmcp__echo", "echo: hello mcp", "success")
+
+    async def test_error_results_and_long_results_reach_the_model_as_text(
+        self, harness: ChatHarness, fake: FakeChatModel
+    ) -> None:
+        headers = await harness.new_user()
+        fake.set_script(
+            [
+                tool_call_turn("testmcp__fail", {"reason": "no"}),
+                tool_call_turn("testmcp__big", {"chars": 5000}),
+                "Done.",
+            ]
+        )
+        async with harness.client() as http:
+            session_id = await _session(http, headers, "helper")
+            answer = await _chat(http, headers, session_id, "go")
+
+        assert answer["message"] == "Done."
+        failed, big = _tool_results(fake)
+        assert failed.content == "Error: testmcp__fail failed: Error executing tool fail: cannot do that: no"
+        # MCP_MAX_RESULT_CHARS=100 in these tests
+        assert big.content == "x" * 100 + " …[truncated: the result had 5000 characters]"
 
     async def test_a_tool_the_assistant_does_not_have_is_not_bound_and_not_run(
         self, harness: ChatHarness, fake: FakeChatModel
@@ -132,7 +159,7 @@ class TestAssistantsBehave:
         assert helper_prompt.startswith(SYSTEM_TEMPLATE)
         assert fake.calls[0].tools == ["calculator"]
         assert set(fake.calls[2].tools) == MCP_TOOLS
-        [result] = _tool_results(fake)[:1]
+        [result] = _tool_results(fake)
         assert result.content == "42"
 
     async def test_a_users_own_assistant_runs_with_its_instructions_and_tools(

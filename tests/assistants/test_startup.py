@@ -8,10 +8,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from langchain_core.messages import ToolMessage
 
 from agentserver.agent.assistants import AssistantsFileError, load_assistants_file
 from agentserver.agent.runtime import AgentRuntime
 from agentserver.config import Settings
+from agentserver.llm.fake import tool_call_turn
 from tests.assistants.conftest import ASSISTANTS_YAML, MCP_SERVER, OVERRIDES, write_assistants
 from tests.chat.conftest import start_harness
 
@@ -116,6 +118,43 @@ class TestMcpServerLifetime:
             await lifespan.__aexit__(None, None, None)
 
         assert len(running) == 1
-        assert mcp_tools == ["testmcp__add", "testmcp__echo", "testmcp__hang", "testmcp__whoami"]
+        assert mcp_tools == [
+            "testmcp__add",
+            "testmcp__big",
+            "testmcp__echo",
+            "testmcp__fail",
+            "testmcp__hang",
+            "testmcp__whoami",
+        ]
         assert [p for p in _mcp_children() if p not in before] == []
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running)
+
+    async def test_a_server_that_dies_turns_its_calls_into_errors_and_the_turn_goes_on(
+        self, own_database_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
+    ) -> None:
+        settings = await own_database_settings(
+            "agentserver_mcp_dies", assistants_file=write_assistants(tmp_path), **OVERRIDES
+        )
+        before = _mcp_children()
+        harness, lifespan = await start_harness(settings)
+        try:
+            [server] = [p for p in _mcp_children() if p not in before]
+            server.kill()
+            server.wait(10)
+            headers = await harness.new_user()
+            harness.fake.set_script([tool_call_turn("testmcp__echo", {"text": "anyone?"}), "The tool is down."])
+            async with harness.client() as http:
+                created = await http.post("/api/v1/sessions", json={"assistant_id": "helper"}, headers=headers)
+                answer = await http.post(
+                    "/api/v1/chatbot/chat",
+                    json={"session_id": created.json()["id"], "message": "echo"},
+                    headers=headers,
+                )
+            prompts = harness.fake.prompts
+        finally:
+            await lifespan.__aexit__(None, None, None)
+
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["message"] == "The tool is down."
+        [result] = [m for m in prompts[1] if isinstance(m, ToolMessage)]
+        assert result.content == "Error: testmcp__echo is unavailable (its server cannot be reached)."

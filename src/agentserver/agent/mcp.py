@@ -18,9 +18,10 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langchain_mcp_adapters.sessions import Connection, create_session
 from langchain_mcp_adapters.tools import load_mcp_tools
+from mcp.shared.exceptions import McpError
 
 from agentserver.agent.assistants import MCP_SEPARATOR, McpServerSpec
 from agentserver.observability.metrics import TOOL_CALLS
@@ -73,11 +74,14 @@ def wrap_tool(tool: BaseTool, server: str, *, timeout_seconds: float, max_chars:
             TOOL_CALLS.labels(tool=name, outcome="mcp_timeout").inc()
             log.warning("mcp.tool_timeout", tool=name, timeout_seconds=timeout_seconds)
             return f"Error: {name} did not answer within {timeout_seconds:g} seconds."
+        except (ToolException, McpError) as exc:
+            # The server's own error (an error result, a refused request): its message is for the model.
+            log.info("mcp.tool_error", tool=name)
+            return f"Error: {name} failed: {str(exc).strip()[:500] or 'no detail'}"
         except Exception as exc:
-            # A dead server, a transport error, an error result: the model is told, the turn goes on.
+            # A dead server or a transport error: said plainly (its text may hold URLs or paths), turn goes on.
             log.warning("mcp.tool_failed", tool=name, error=type(exc).__name__)
-            detail = str(exc).strip()[:300] or type(exc).__name__
-            return f"Error: {name} failed: {detail}"
+            return f"Error: {name} is unavailable (its server cannot be reached)."
         text = _text_of(result)
         if len(text) > max_chars:
             text = text[:max_chars] + f" …[truncated: the result had {len(text)} characters]"
@@ -116,7 +120,8 @@ class McpTools:
                 async with asyncio.timeout(start_timeout_seconds):
                     session = await server_stack.enter_async_context(create_session(_connection(spec)))
                     await session.initialize()
-                    tools = await load_mcp_tools(session, server_name=server)
+                    # Error results raise (ToolException), so the wrapper can say they are errors.
+                    tools = await load_mcp_tools(session, server_name=server, handle_tool_errors=False)
             except Exception as exc:
                 await _close_quietly(server_stack, server)
                 log.error("mcp.server_unavailable", server=server, error=type(exc).__name__, detail=str(exc)[:300])
