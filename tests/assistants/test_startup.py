@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from agentserver.config import Settings
 from agentserver.llm.fake import tool_call_turn
 from tests.assistants.conftest import ASSISTANTS_YAML, MCP_SERVER, OVERRIDES, write_assistants
 from tests.chat.conftest import start_harness
+from tests.processes import AGENTSERVER
 
 
 def _mcp_children() -> list[psutil.Process]:
@@ -82,6 +84,20 @@ class TestAssistantsFile:
 
         assert str(raised.value).startswith(f"assistants file {path}: ")
         assert expected in str(raised.value)
+
+    @pytest.mark.parametrize("command", ["serve", "worker"])
+    def test_the_cli_refuses_to_start_in_one_line(self, tmp_path: Path, command: str) -> None:
+        path = write_assistants(tmp_path, "assistants:\n  - name: broken\n    memory: sometimes\n")
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ENVIRONMENT")}
+        env["ASSISTANTS_FILE"] = str(path)
+
+        done = subprocess.run([AGENTSERVER, command], env=env, capture_output=True, text=True, timeout=120)  # noqa: S603
+
+        assert done.returncode == 2
+        assert done.stderr == (
+            f"agentserver: invalid configuration: assistants file {path}: "
+            "assistant 'broken', field memory: Input should be a valid boolean, unable to interpret input\n"
+        )
 
     def test_a_missing_file_is_named(self, tmp_path: Path) -> None:
         with pytest.raises(AssistantsFileError, match=f"assistants file {tmp_path / 'nope.yaml'}: cannot be read"):
