@@ -86,6 +86,7 @@ class TestMcpTools:
         assert answer["message"] == "Done."
         failed, big = _tool_results(fake)
         assert failed.content == "Error: testmcp__fail failed: Error executing tool fail: cannot do that: no"
+        assert failed.status == "error"
         # MCP_MAX_RESULT_CHARS=100 in these tests
         assert big.content == "x" * 100 + " …[truncated: the result had 5000 characters]"
 

@@ -7,7 +7,8 @@ session: MCP requests carry ids, so a slow call does not hold up the others.
 
 Each tool is renamed `<server>__<tool>` and wrapped: a call gets MCP_TOOL_TIMEOUT_SECONDS, its result is
 cut to MCP_MAX_RESULT_CHARS, and a failure (an error result, a dead server, a timeout) becomes text for the
-model. A server that fails to start is logged and left out: the app and the other servers still start.
+model (agent.tools.run_tool_call, like every tool's: counted, traced, never failing the turn). A server
+that fails to start is logged and left out: the app and the other servers still start.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from langchain_mcp_adapters.tools import load_mcp_tools
 from mcp.shared.exceptions import McpError
 
 from agentserver.agent.assistants import MCP_SEPARATOR, McpServerSpec
-from agentserver.observability.metrics import TOOL_CALLS
+from agentserver.agent.tools import TIMEOUT_METADATA_KEY, ToolError
 
 log = structlog.get_logger(__name__)
 
@@ -63,25 +64,20 @@ def _text_of(result: Any) -> str:
 
 
 def wrap_tool(tool: BaseTool, server: str, *, timeout_seconds: float, max_chars: int) -> BaseTool:
-    """`tool` named `<server>__<name>`, bounded in time and size; failures come back as text."""
+    """`tool` named `<server>__<name>`, with its own time limit (run_tool_call enforces it) and a size cap;
+    failures raise ToolError, which run_tool_call turns into text for the model (and counts as errors)."""
     name = f"{server}{MCP_SEPARATOR}{tool.name}"
 
     async def call(**arguments: Any) -> str:
         try:
-            async with asyncio.timeout(timeout_seconds):
-                result = await tool.ainvoke(arguments)
-        except TimeoutError:
-            TOOL_CALLS.labels(tool=name, outcome="mcp_timeout").inc()
-            log.warning("mcp.tool_timeout", tool=name, timeout_seconds=timeout_seconds)
-            return f"Error: {name} did not answer within {timeout_seconds:g} seconds."
+            result = await tool.ainvoke(arguments)
         except (ToolException, McpError) as exc:
             # The server's own error (an error result, a refused request): its message is for the model.
-            log.info("mcp.tool_error", tool=name)
-            return f"Error: {name} failed: {str(exc).strip()[:500] or 'no detail'}"
+            raise ToolError(f"{name} failed: {str(exc).strip()[:500] or 'no detail'}") from None
         except Exception as exc:
-            # A dead server or a transport error: said plainly (its text may hold URLs or paths), turn goes on.
+            # A dead server or a transport error: said plainly (its text may hold URLs or paths).
             log.warning("mcp.tool_failed", tool=name, error=type(exc).__name__)
-            return f"Error: {name} is unavailable (its server cannot be reached)."
+            raise ToolError(f"{name} is unavailable (its server cannot be reached).") from None
         text = _text_of(result)
         if len(text) > max_chars:
             text = text[:max_chars] + f" …[truncated: the result had {len(text)} characters]"
@@ -92,6 +88,7 @@ def wrap_tool(tool: BaseTool, server: str, *, timeout_seconds: float, max_chars:
         description=tool.description or f"{tool.name} (MCP server {server})",
         args_schema=tool.args_schema,
         coroutine=call,
+        metadata={TIMEOUT_METADATA_KEY: timeout_seconds, "mcp_server": server},
     )
 
 

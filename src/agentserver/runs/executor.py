@@ -188,7 +188,7 @@ class RunExecutor:
             return agent
         async with session_scope(self.sessionmaker) as db:
             assistant = await resolve_assistant(self.agents.catalog, db, run.user_id, run.assistant_id)
-        return self.agents.get(assistant)
+        return await self.agents.get(assistant)
 
     def _agent(self, run: ClaimedRun) -> AssistantAgent:
         return self._agents.get(run.id) or self.agents.default
