@@ -246,6 +246,7 @@ class TestAssistantsApi:
             {"name": "ok", "instructions": "nul\x00"},
             {"name": "ok", "tools": ["calculator"], "approval": ["get_weather"]},
             {"name": "ok", "unknown": 1},
+            {"name": "0b6e2a7e-3f1c-4a53-9d3c-1f0e8e6a9b11"},
         ],
     )
     async def test_bad_input_is_a_422(self, harness: ChatHarness, body: dict[str, Any]) -> None:

@@ -92,6 +92,8 @@ class AssistantSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> AssistantSpec:
+        if _parse_uuid(self.name) is not None:
+            raise ValueError("name must not look like an id")  # lookups take an id or a name
         _no_nul(self.description)
         _no_nul(self.instructions)
         if self.approval is not None and self.tools is not None:
