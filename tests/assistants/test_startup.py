@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -145,7 +146,7 @@ class TestMcpServerLifetime:
         assert [p for p in _mcp_children() if p not in before] == []
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running)
 
-    async def test_a_server_that_dies_turns_its_calls_into_errors_and_the_turn_goes_on(
+    async def test_a_server_that_dies_fails_a_call_as_text_and_is_started_again(
         self, own_database_settings: Callable[..., Awaitable[Settings]], tmp_path: Path
     ) -> None:
         settings = await own_database_settings(
@@ -166,7 +167,23 @@ class TestMcpServerLifetime:
                     json={"session_id": created.json()["id"], "message": "echo"},
                     headers=headers,
                 )
-            prompts = harness.fake.prompts
+                prompts = list(harness.fake.prompts)
+                agent: AgentRuntime = harness.state["agent"]
+                assert agent.mcp is not None
+                mcp_server = agent.mcp.servers["testmcp"]
+                restarted: list[psutil.Process] = []
+                for _ in range(600):  # it starts again after RECONNECT_FIRST_SECONDS
+                    restarted = [p for p in _mcp_children() if p not in before and p.pid != server.pid]
+                    if restarted and mcp_server.connected:
+                        break
+                    await asyncio.sleep(0.05)
+                harness.fake.set_script([tool_call_turn("testmcp__echo", {"text": "again"}), "Back."])
+                later = await http.post(
+                    "/api/v1/chatbot/chat",
+                    json={"session_id": created.json()["id"], "message": "echo again"},
+                    headers=headers,
+                )
+                later_prompts = list(harness.fake.prompts)
         finally:
             await lifespan.__aexit__(None, None, None)
 
@@ -174,3 +191,9 @@ class TestMcpServerLifetime:
         assert answer.json()["message"] == "The tool is down."
         [result] = [m for m in prompts[1] if isinstance(m, ToolMessage)]
         assert result.content == "Error: testmcp__echo is unavailable (its server cannot be reached)."
+        assert result.status == "error"
+        # The failed call made the server's task start it again: a new process answered the next call.
+        assert len(restarted) == 1
+        assert later.json()["message"] == "Back."
+        assert [str(m.content) for m in later_prompts[-1] if isinstance(m, ToolMessage)][-1] == "echo: again"
+        assert _mcp_children() == before  # and that one is stopped with the app

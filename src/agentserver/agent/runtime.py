@@ -160,6 +160,7 @@ class AgentRuntime:
     catalog: AssistantCatalog
     graphs: AgentGraphs
     model_names: tuple[str, ...] = ()  # the deployment's models (what assistants may name); () unknown
+    mcp: McpTools | None = None  # the MCP servers that started, and their tools
 
     def validate_args(self, tool_name: str, args: dict[str, Any]) -> None:
         """Raise (ValueError, pydantic ValidationError) unless `args` are valid arguments of the tool."""
@@ -270,6 +271,7 @@ async def open_agent(
         catalog=catalog,
         graphs=graphs,
         model_names=tuple(llm.model_names) if llm is not None else _configured_models(settings),
+        mcp=mcp,
     )
 
 
