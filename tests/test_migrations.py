@@ -22,6 +22,7 @@ OUR_TABLES = {
     "chat_bindings",
     "usage_counters",
     "user_quotas",
+    "assistants",
     "files",
     "file_chunks",
     "file_chunk_vectors_minilm",

@@ -84,3 +84,110 @@ class TestStreamedAnswer:
         ]
 
         assert _shown_by_the_ui(events) == "Let me compute. It is 42."
+
+
+# Loads app.js with a stand-in DOM and fetch, renders an answer that pauses for an approval, clicks
+# "Approve", and reports what was requested and what the bubble shows (what a user would see).
+APPROVAL_SCRIPT = """
+const vm = require("vm"), fs = require("fs");
+class El {
+  constructor() { this.children = []; this.textContent = ""; this.className = ""; this.listeners = {};
+                  this.dataset = {}; this.classList = { toggle() {} }; this.value = ""; this.disabled = false; }
+  append(...items) { for (const item of items) { item.parent = this; this.children.push(item); } }
+  remove() { if (this.parent) this.parent.children.splice(this.parent.children.indexOf(this), 1); }
+  replaceChildren(...items) { this.children = []; this.append(...items); }
+  addEventListener(type, listener) { this.listeners[type] = listener; }
+  scrollIntoView() {}
+  focus() {}
+}
+const elements = {};
+const requests = [];
+const frame = ([id, name, data]) => `id: ${id}\\nevent: ${name}\\ndata: ${JSON.stringify(data)}\\n\\n`;
+const sse = (events) => events.map(frame).join("");
+const context = {
+  document: {
+    addEventListener() {}, createElement: () => new El(), getElementById: (id) => (elements[id] ||= new El()),
+  },
+  sessionStorage: { getItem() { return "token"; } },
+  Response, TextDecoderStream, URLSearchParams, JSON, Error,
+  fetch: async (url, options = {}) => {
+    requests.push([options.method || "GET", url, options.body || null]);
+    if (url.endsWith("/resume")) return new Response(JSON.stringify({ id: "r1" }), { status: 202 });
+    return new Response(sse([["6", "tool_result", { id: "c1", name: "web_search", content: "results" }],
+                             ["7", "token", { content: "Found it." }],
+                             ["8", "done", { message_id: "m", usage: {}, finish_reason: "complete" }]]));
+  },
+};
+vm.createContext(context);
+const exported = ";globalThis.renderer = renderer; globalThis.AnswerText = AnswerText;";
+vm.runInContext(fs.readFileSync(process.argv[1], "utf8") + exported, context);
+const scenario = process.argv[2];
+(async () => {
+  if (scenario === "picker") {
+    context.fetch = async (url, options = {}) => {
+      requests.push([options.method || "GET", url, options.body || null]);
+      if (url === "/api/v1/assistants") {
+        const assistants = [{ id: "a1", name: "agent" }, { id: "a2", name: "researcher" }];
+        return new Response(JSON.stringify({ assistants }));
+      }
+      if (url === "/api/v1/sessions") return new Response(JSON.stringify({ id: "s1" }), { status: 201 });
+      if (url.startsWith("/api/v1/sessions?")) return new Response(JSON.stringify({ sessions: [] }));
+      return new Response(JSON.stringify({ messages: [], next_cursor: null }));
+    };
+    await vm.runInContext("loadAssistants()", context);
+    const options = elements.assistant.children.map((option) => [option.value, option.textContent]);
+    elements.assistant.value = "a2";
+    await vm.runInContext("newSession()", context);
+    process.stdout.write(JSON.stringify({ options, requests }));
+    return;
+  }
+  const bubble = new El(), body = new El();
+  const render = context.renderer(bubble, body, new context.AnswerText());
+  render("token", { content: "Let me look. " }, "3");
+  render("tool_call", { id: "c1", name: "web_search", args: { query: "x" } }, "4");
+  render("approval_required", { run_id: "r1", tool_call_id: "c1", tool: "web_search", args: { query: "x" } }, "5");
+  const row = bubble.children.find((child) => child.className === "decide");
+  const buttons = row.children.map((button) => button.textContent);
+  await row.children[0].listeners.click();
+  process.stdout.write(JSON.stringify({
+    buttons, requests, text: body.textContent, decided: !bubble.children.includes(row),
+    notes: bubble.children.filter((child) => child.className === "tool").map((child) => child.textContent),
+  }));
+})();
+"""
+
+
+@pytest.mark.skipif(NODE is None, reason="needs node to run the UI's script")
+class TestApprovalInTheUI:
+    def test_approve_resumes_the_run_and_its_events_continue_the_same_answer(self) -> None:
+        assert NODE is not None
+        result = subprocess.run(  # noqa: S603 - fixed arguments
+            [NODE, "-e", APPROVAL_SCRIPT, str(APP_JS), "approval"], capture_output=True, text=True, check=True
+        )
+        shown = json.loads(result.stdout)
+
+        assert shown["buttons"] == ["Approve", "Reject"]
+        assert shown["requests"] == [
+            ["POST", "/api/v1/runs/r1/resume", '{"decision":"approve"}'],
+            ["GET", "/api/v1/runs/r1/stream?after=5", None],
+        ]
+        assert shown["decided"] is True
+        assert shown["text"] == "Let me look. Found it."
+        assert shown["notes"] == [
+            '→ web_search({"query":"x"})',
+            '⏸ waiting for approval: web_search({"query":"x"})',
+            "← results",
+        ]
+
+    def test_a_new_chat_is_started_with_the_chosen_assistant(self) -> None:
+        assert NODE is not None
+        result = subprocess.run(  # noqa: S603 - fixed arguments
+            [NODE, "-e", APPROVAL_SCRIPT, str(APP_JS), "picker"], capture_output=True, text=True, check=True
+        )
+        shown = json.loads(result.stdout)
+
+        assert shown["options"] == [["a1", "agent"], ["a2", "researcher"]]
+        assert shown["requests"][:2] == [
+            ["GET", "/api/v1/assistants", None],
+            ["POST", "/api/v1/sessions", '{"assistant_id":"a2"}'],
+        ]

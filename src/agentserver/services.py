@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agentserver.agent.assistants import load_assistants_file
 from agentserver.agent.runtime import AgentRuntime, open_agent
 from agentserver.cache import ResponseCache
 from agentserver.config import Settings
@@ -109,6 +110,8 @@ async def open_services(
 ) -> Services:
     # Tracing first (its instrumentations must see the clients and pools being created) and closed last
     # (the final spans are flushed after everything else stopped). None: off, nothing created.
+    # The assistants file first: a mistake in it stops start-up before anything is started.
+    assistants_config = load_assistants_file(settings.assistants_file)
     tracing = tracing or Tracing.from_settings(settings)
     if tracing is not None:
         tracing.start()
@@ -162,7 +165,9 @@ async def open_services(
         if documents is not None
         else []
     )
-    agent = await open_agent(settings, database_url, llm, stack, cache=cache, extra_tools=document_tools)
+    agent = await open_agent(
+        settings, database_url, llm, stack, cache=cache, config=assistants_config, extra_tools=document_tools
+    )
     live_runs = LiveRuns()
     erasure = Erasure(
         sessionmaker=sessionmaker,
@@ -203,7 +208,7 @@ async def open_services(
         if documents is not None:
             Ingestion(documents, sessionmaker).register(handlers)
         executor = RunExecutor(
-            graph=agent.graph,
+            agents=agent.graphs,
             sessionmaker=sessionmaker,
             event_log=event_log,
             live_runs=live_runs,

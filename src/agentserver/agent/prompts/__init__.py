@@ -43,6 +43,14 @@ def language_rule(latest_user_message: str) -> str:
 FILES_HEADING = "# The user's files (search them with `search_documents`; cite file name and page)"
 
 
+def with_instructions(extra: str) -> str:
+    """The static instructions with an assistant's own after them (both static: the cached prefix grows)."""
+    extra = extra.strip()
+    if not extra:
+        return SYSTEM_TEMPLATE
+    return f"{SYSTEM_TEMPLATE}\n# Instructions of this assistant\n{extra}\n"
+
+
 def render_system_prompt(
     *,
     long_term_memory: str,
@@ -50,6 +58,7 @@ def render_system_prompt(
     latest_user_message: str = "",
     now: datetime | None = None,
     files: str = "",
+    instructions: str = SYSTEM_TEMPLATE,
 ) -> SystemPrompt:
     now = now or datetime.now(UTC)
     # str.replace, not str.format: memory and summaries are user-derived text and may contain braces.
@@ -62,4 +71,4 @@ def render_system_prompt(
     if files.strip():
         # Only when the session has files: a turn without any keeps the prompt it always had.
         context = f"{context.rstrip()}\n\n{FILES_HEADING}\n{files.strip()}\n"
-    return SystemPrompt(SYSTEM_TEMPLATE, context)
+    return SystemPrompt(instructions, context)

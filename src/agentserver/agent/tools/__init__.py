@@ -33,6 +33,12 @@ log = structlog.get_logger(__name__)
 
 TOOL_TIMEOUT_SECONDS = 20.0
 MAX_TOOL_OUTPUT_CHARS = 4000
+# A tool's own time limit (e.g. MCP_TOOL_TIMEOUT_SECONDS), in its metadata; TOOL_TIMEOUT_SECONDS otherwise.
+TIMEOUT_METADATA_KEY = "timeout_seconds"
+
+
+class ToolError(Exception):
+    """A tool failed in a way its message explains to the model (e.g. an MCP server's error result)."""
 
 
 class CalculatorArgs(BaseModel):
@@ -96,7 +102,7 @@ def build_tools(
 
 
 # Failures whose message is written for the model; anything else is logged and reported generically.
-_EXPECTED_ERRORS = (CalculatorError, WeatherError)
+_EXPECTED_ERRORS = (CalculatorError, WeatherError, ToolError)
 
 
 async def run_tool_call(tools: Sequence[BaseTool], call: ToolCall) -> ToolMessage:
@@ -123,8 +129,9 @@ async def _run_tool_call(tools: Sequence[BaseTool], name: str, call_id: str, cal
         )
     started = time.perf_counter()
     outcome, content = "success", ""
+    timeout = float((tool.metadata or {}).get(TIMEOUT_METADATA_KEY, TOOL_TIMEOUT_SECONDS))
     try:
-        result: Any = await asyncio.wait_for(tool.ainvoke(call.get("args") or {}), TOOL_TIMEOUT_SECONDS)
+        result: Any = await asyncio.wait_for(tool.ainvoke(call.get("args") or {}), timeout)
         content = str(result)
     except ValidationError as exc:
         outcome = "error"
@@ -142,7 +149,7 @@ async def _run_tool_call(tools: Sequence[BaseTool], name: str, call_id: str, cal
         )
     except TimeoutError:
         outcome = "timeout"
-        content = f"Error: {name} timed out."
+        content = f"Error: {name} did not answer within {timeout:g} seconds."
     except Exception:
         outcome = "error"
         log.exception("tool.failed", tool=name)

@@ -41,6 +41,7 @@ function logout() {
 
 async function showChat() {
   $("login-view").hidden = true; $("chat-view").hidden = false;
+  await loadAssistants();
   const sessions = await loadSessions();
   if (sessions.length) await openSession(sessions[0].id); else await newSession();
 }
@@ -61,8 +62,23 @@ async function loadSessions() {
   return sessions;
 }
 
+// The assistants the user can start a chat with (the deployment's, then their own); a chat keeps its assistant.
+async function loadAssistants() {
+  const { assistants } = await (await api("/assistants")).json();
+  const select = $("assistant");
+  select.replaceChildren();
+  for (const assistant of assistants) {
+    const option = document.createElement("option");
+    option.value = assistant.id;
+    option.textContent = assistant.name;
+    option.title = assistant.description || "";
+    select.append(option);
+  }
+}
+
 async function newSession() {
-  const session = await (await api("/sessions", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" })).json();
+  const body = JSON.stringify($("assistant").value ? { assistant_id: $("assistant").value } : {});
+  const session = await (await api("/sessions", { method: "POST", headers: { "Content-Type": "application/json" }, body })).json();
   await openSession(session.id);
 }
 
@@ -119,31 +135,66 @@ async function send(event) {
   $("input").value = "";
   addMessage("user", text);
   const { bubble, body } = addMessage("assistant", "");
-  const answer = new AnswerText();
   try {
     const response = await api("/chatbot/chat/stream", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ session_id: state.sessionId, message: text }),
     });
-    await readEvents(response, (name, data) => {
-      if (answer.apply(name, data)) body.textContent = answer.text;
-      if (name === "tool_call") addNote(bubble, "tool", `→ ${data.name}(${JSON.stringify(data.args)})`);
-      else if (name === "tool_result") addNote(bubble, "tool", `← ${data.content}`);
-      else if (name === "done") {
-        const usage = data.usage || {};
-        const reason = data.finish_reason && data.finish_reason !== "complete" ? ` · ${data.finish_reason}` : "";
-        addNote(bubble, "meta", `${usage.output_tokens || 0} tokens · ${usage.model || "no model call"}${reason}`);
-      }
-      else if (name === "approval_required") addNote(bubble, "tool", `⏸ waiting for approval: ${data.tool}(${JSON.stringify(data.args)})`);
-      else if (name === "error") $("chat-error").textContent = data.detail;
-      bubble.scrollIntoView({ block: "end" });
-    });
+    await readEvents(response, renderer(bubble, body, new AnswerText()));
   } catch (error) {
     $("chat-error").textContent = error.message;
   } finally {
     state.busy = false; $("send").disabled = false; $("input").focus();
   }
+}
+
+// What one answer's events do to its bubble. A tool call waiting for approval gets Approve / Reject
+// buttons; the decision resumes the run and its events, after the pause, render into the same bubble.
+function renderer(bubble, body, answer) {
+  return (name, data, id) => {
+    if (answer.apply(name, data)) body.textContent = answer.text;
+    if (name === "tool_call") addNote(bubble, "tool", `→ ${data.name}(${JSON.stringify(data.args)})`);
+    else if (name === "tool_result") addNote(bubble, "tool", `← ${data.content}`);
+    else if (name === "done") {
+      const usage = data.usage || {};
+      const reason = data.finish_reason && data.finish_reason !== "complete" ? ` · ${data.finish_reason}` : "";
+      addNote(bubble, "meta", `${usage.output_tokens || 0} tokens · ${usage.model || "no model call"}${reason}`);
+    }
+    else if (name === "approval_required") {
+      addNote(bubble, "tool", `⏸ waiting for approval: ${data.tool}(${JSON.stringify(data.args)})`);
+      askDecision(bubble, body, answer, data.run_id, id);
+    }
+    else if (name === "error") $("chat-error").textContent = data.detail;
+    bubble.scrollIntoView({ block: "end" });
+  };
+}
+
+function askDecision(bubble, body, answer, runId, eventId) {
+  const row = document.createElement("span");
+  row.className = "decide";
+  for (const decision of ["approve", "reject"]) {
+    const button = document.createElement("button");
+    button.textContent = decision === "approve" ? "Approve" : "Reject";
+    button.className = decision === "approve" ? "" : "secondary";
+    button.addEventListener("click", async () => {
+      row.remove();
+      state.busy = true; $("send").disabled = true; $("chat-error").textContent = "";
+      try {
+        await api(`/runs/${runId}/resume`, {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ decision }),
+        });
+        const after = eventId ? `?after=${encodeURIComponent(eventId)}` : "";
+        await readEvents(await api(`/runs/${runId}/stream${after}`), renderer(bubble, body, answer));
+      } catch (error) {
+        $("chat-error").textContent = error.message;
+      } finally {
+        state.busy = false; $("send").disabled = false;
+      }
+    });
+    row.append(button);
+  }
+  bubble.append(row);
 }
 
 // Server-Sent Events over fetch (EventSource cannot POST): frames are "event: x\ndata: {...}\n\n".
@@ -158,12 +209,13 @@ async function readEvents(response, onEvent) {
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const frame = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      let name = "message", data = "";
+      let name = "message", data = "", id = null;
       for (const line of frame.split("\n")) {
         if (line.startsWith("event: ")) name = line.slice(7);
         else if (line.startsWith("data: ")) data += line.slice(6);
+        else if (line.startsWith("id: ")) id = line.slice(4);
       }
-      if (data) onEvent(name, JSON.parse(data));
+      if (data) onEvent(name, JSON.parse(data), id);
     }
   }
 }

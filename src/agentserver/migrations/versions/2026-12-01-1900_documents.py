@@ -6,9 +6,9 @@
   `file_chunk_vectors_minilm` (all-MiniLM-L6-v2, 384 dims): one vector per chunk, HNSW on cosine distance.
   Each embedder has its table (switching DOCUMENTS_EMBEDDER is a re-embed, not a migration).
 
-Revision ID: 0007_documents
-Revises: 0006_api_keys
-Create Date: 2026-12-01 18:00:00
+Revision ID: 0008_documents
+Revises: 0007_assistants
+Create Date: 2026-12-01 19:00:00
 """
 
 from collections.abc import Sequence
@@ -18,8 +18,8 @@ from alembic import op
 from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0007_documents"
-down_revision: str | None = "0006_api_keys"
+revision: str = "0008_documents"
+down_revision: str | None = "0007_assistants"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
