@@ -57,6 +57,7 @@ MAX_TOOLS = 64
 MAX_MODELS = 5
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # usable as an OpenAI `model` and in a URL
+_NAME_RE = re.compile(_NAME_PATTERN)
 AssistantName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH, pattern=_NAME_PATTERN)
 ]
@@ -335,6 +336,8 @@ async def find_assistant(catalog: AssistantCatalog, db: AsyncSession, user_id: u
     as_id = _parse_uuid(ref)
     if as_id is not None and (found := catalog.by_id(as_id)) is not None:
         return found
+    if as_id is None and (len(ref) > NAME_MAX_LENGTH or not _NAME_RE.match(ref)):
+        return None  # no assistant is called that (and a NUL byte would not even reach PostgreSQL)
     condition = UserAssistant.id == as_id if as_id is not None else UserAssistant.name == ref
     row = await db.scalar(select(UserAssistant).where(UserAssistant.user_id == user_id, condition))
     return user_assistant(row) if row is not None else None
