@@ -134,8 +134,6 @@ _CREATE = text(
 )
 
 
-# The end of a run that produced an answer, in one statement: the guarded status change, the assistant
-# message (only if the change happened: exactly one answer per run), and the memory extraction job.
 # In a run's ending statement: wake the workers when a run waits behind it in its session (enqueued, or
 # sent to interrupt/roll it back), so workers need not claim after every run just in case.
 _WAKE_QUEUED = (
@@ -143,6 +141,9 @@ _WAKE_QUEUED = (
     "(SELECT 1 FROM runs q WHERE q.session_id = runs.session_id AND q.status = 'pending'))"
 )
 
+# The end of a run that produced an answer, in one statement: the guarded status change, the assistant
+# message (only if the change happened: exactly one answer per run), the memory extraction job, the usage
+# counters, and the wake-up of a run queued behind it.
 _FINISH_WITH_ANSWER = text(
     f"""
     WITH ended AS (
