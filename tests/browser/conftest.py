@@ -89,6 +89,7 @@ async def new_page(
         viewport={"width": width, "height": height},
         locale=locale,
         color_scheme="dark" if dark else "light",
+        reduced_motion="reduce",  # no transitions: screenshots and clicks see the final layout
         device_scale_factor=1,
     )
     await context.grant_permissions(["clipboard-read", "clipboard-write"])

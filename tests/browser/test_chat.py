@@ -59,3 +59,190 @@ class TestStreaming:
         # The chat took its name from the first message.
         await expect(page.locator(".session-item.active")).to_have_text("Hi!")
         await expect(page.locator("#session-title")).to_have_text("Hi!")
+
+
+RICH_ANSWER = """Here is a quick comparison of **sorting algorithms**:
+
+| Algorithm | Average | Stable |
+|---|:-:|:-:|
+| Merge sort | O(n log n) | yes |
+| Quicksort | O(n log n) | no |
+
+A merge sort in Python:
+
+```python
+def merge_sort(items):
+    \"\"\"Sort a list, returning a new one.\"\"\"
+    if len(items) <= 1:
+        return items
+    middle = len(items) // 2
+    return merge(merge_sort(items[:middle]), merge_sort(items[middle:]))  # linear merge
+```
+
+1. Use `sorted()` in real code
+2. It is *Timsort*: stable and fast"""
+
+
+class TestRendering:
+    async def test_markdown_code_and_a_tool_call(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        fake.set_script(
+            [tool_call_turn("calculator", {"expression": "1234*5678"}, content="Let me check. "), RICH_ANSWER]
+        )
+        await register(page, live.url)
+
+        await send(page, "Compare sorting algorithms and compute 1234*5678")
+
+        answer = last_answer(page)
+        await expect(answer.locator(".codeblock")).to_be_visible()
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+        tool = answer.locator("details.tool")
+        await expect(tool).to_have_count(1)
+        await expect(tool.locator("summary")).to_have_text("Used calculator")
+        assert not await tool.evaluate("node => node.open")  # collapsed until asked
+        await tool.locator("summary").click()
+        await expect(tool.locator(".tool-args")).to_contain_text('"expression": "1234*5678"')
+        await expect(tool.locator(".tool-result")).to_have_text("7006652")
+        await expect(answer.locator("strong").first).to_have_text("sorting algorithms")
+        await expect(answer.locator("table th")).to_have_text(["Algorithm", "Average", "Stable"])
+        await expect(answer.locator("table tbody tr")).to_have_count(2)
+        await expect(answer.locator("ol li")).to_have_count(2)
+        await expect(answer.locator("ol li code")).to_have_text("sorted()")
+        code = answer.locator(".codeblock code")
+        await expect(answer.locator(".code-lang")).to_have_text("python")
+        await expect(code.locator(".tok-k").first).to_have_text("def")
+        await expect(code.locator(".tok-c")).to_have_text("# linear merge")
+        source = await code.text_content()
+        assert source is not None and source.startswith("def merge_sort(items):\n")
+        # Copy puts the code itself on the clipboard.
+        await answer.locator(".codeblock .copy-button").click()
+        await expect(answer.locator(".codeblock .copy-button")).to_contain_text("Copied")
+        assert await page.evaluate("navigator.clipboard.readText()") == source
+        # After a reload the stored answer renders the same way.
+        await page.reload()
+        await expect(last_answer(page).locator(".codeblock .tok-k").first).to_have_text("def")
+        await expect(last_answer(page).locator("table th")).to_have_count(3)
+
+
+class TestScreenshots:
+    async def test_main_screens(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        from tests.browser.conftest import SCREENSHOTS
+
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.goto(live.url)
+        await expect(page.locator("#login-view")).to_be_visible()
+        await page.screenshot(path=SCREENSHOTS / "login-desktop-light.png")
+        fake.set_script(
+            [tool_call_turn("calculator", {"expression": "1234*5678"}, content="Let me check. "), RICH_ANSWER]
+        )
+        await register(page, live.url)
+        await send(page, "Compare sorting algorithms, and what is 1234*5678?")
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+        await expect(last_answer(page).locator(".codeblock")).to_be_visible()
+        await page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+        await page.screenshot(path=SCREENSHOTS / "chat-desktop-light.png")
+        await page.locator("#theme-toggle").click()
+        await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+        await page.screenshot(path=SCREENSHOTS / "chat-desktop-dark.png")
+        await page.locator("#open-settings").click()
+        await expect(page.locator("#panel")).to_be_visible()
+        await page.screenshot(path=SCREENSHOTS / "settings-desktop-dark.png")
+        await page.locator("#panel-close").click()
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.screenshot(path=SCREENSHOTS / "chat-phone-dark.png")
+        await page.locator("#theme-toggle").click()
+        await expect(page.locator("html")).to_have_attribute("data-theme", "light")
+        await page.screenshot(path=SCREENSHOTS / "chat-phone-light.png")
+        await page.locator("#menu-button").click()
+        await expect(page.locator("#sidebar")).to_be_in_viewport()
+        await page.screenshot(path=SCREENSHOTS / "sessions-phone-light.png")
+
+
+XSS_USER = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> **not html**'
+XSS_ANSWER = (
+    'Sure: <img src=x onerror="window.pwned=3"> <script>window.pwned=4</script>\n\n'
+    "[click me](javascript:window.pwned=5) <b>raw</b> `<i>code</i>`\n\n"
+    "<svg onload=window.pwned=6></svg>"
+)
+
+
+class TestSafety:
+    async def test_html_in_a_message_and_in_an_answer_is_shown_as_text(
+        self, live: Live, fake: FakeChatModel, page: Any
+    ) -> None:
+        fake.set_script([XSS_ANSWER])
+        await register(page, live.url)
+
+        await send(page, XSS_USER)
+
+        answer = last_answer(page)
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+        await expect(page.locator(".msg.user .msg-body")).to_have_text(XSS_USER)
+        await expect(answer.locator(".md")).to_contain_text('<img src=x onerror="window.pwned=3">')
+        await expect(answer.locator(".md")).to_contain_text("<b>raw</b>")
+        await expect(answer.locator(".md code")).to_have_text("<i>code</i>")
+        # The session got its name from the message: as text too.
+        await expect(page.locator(".session-item.active .session-open")).to_contain_text("<img src=x")
+        for root in ("#messages", "#sessions", "#session-title"):
+            assert await page.locator(f"{root} img, {root} script, {root} svg:not(.icon), {root} b, {root} i").count() == 0
+        assert await page.locator('#messages a[href^="javascript"]').count() == 0
+        await expect(answer.locator(".md")).to_contain_text("click me")
+        assert await page.evaluate("window.pwned") is None
+        # And again from the stored history.
+        await page.reload()
+        await expect(last_answer(page).locator(".md")).to_contain_text("<b>raw</b>")
+        assert await page.locator("#messages img, #messages script").count() == 0
+        assert await page.evaluate("window.pwned") is None
+
+
+class TestStopAndRejoin:
+    async def test_stop_cancels_a_long_answer(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        fake.set_script(["Once upon a time there was a very long story"], gate=asyncio.Event())
+        await register(page, live.url)
+
+        await send(page, "Tell me a long story")
+        await expect(last_answer(page).locator(".md")).to_have_text("Once")
+        await page.keyboard.press("Escape")
+
+        await expect(last_answer(page).locator(".badge")).to_have_text("Stopped")
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+        await expect(last_answer(page).locator(".md")).to_have_text("Once")
+        await live.harness.settle()
+        assert [(m.role.value, m.content) for m in await live.harness.messages(await current_session(page))] == [
+            ("user", "Tell me a long story"),
+            ("assistant", "Once"),
+        ]
+
+    async def test_stop_button(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        fake.set_script(["Counting one two three four five"], gate=asyncio.Event())
+        await register(page, live.url)
+
+        await send(page, "Count")
+        await expect(last_answer(page).locator(".md")).to_have_text("Counting")
+        await page.get_by_role("button", name="Stop").click()
+
+        await expect(last_answer(page).locator(".badge")).to_have_text("Stopped")
+        await expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+    async def test_a_reload_mid_answer_rejoins_it(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        gate = asyncio.Event()
+        fake.set_script(["The answer survives a reload of the page."], gate=gate)
+        await register(page, live.url)
+        await send(page, "Keep going")
+        await expect(last_answer(page).locator(".md")).to_have_text("The")
+
+        await page.reload()
+        # History, then the running answer from its first event, still being written.
+        await expect(page.locator(".msg.user")).to_have_text(["Keep going"])
+        await expect(last_answer(page).locator(".md")).to_have_text("The")
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Stop")
+        gate.set()
+
+        await expect(last_answer(page).locator(".md")).to_have_text("The answer survives a reload of the page.")
+        await expect(page.locator(".msg.assistant")).to_have_count(1)
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+
+
+async def current_session(page: Any) -> str:
+    session_id = await page.evaluate("sessionStorage.getItem('agentserver.session')")
+    assert isinstance(session_id, str)
+    return session_id

@@ -330,7 +330,7 @@ function toolNode(part) {
 
 function thinkingNode() {
   return el("div", { class: "thinking", role: "status" },
-    el("span", { class: "dots", "aria-hidden": "true" }, el("i"), el("i"), el("i")),
+    el("span", { class: "dots", "aria-hidden": "true" }, el("span"), el("span"), el("span")),
     el("span", { class: "thinking-label", text: t("chat.thinking") }));
 }
 
@@ -403,9 +403,9 @@ class LiveAnswer {
     this.renderQueued = false;
     this.answer.parts.forEach((part, n) => {
       const node = this.partNodes[n];
-      if (part.kind === "text" && node && node.dataset.shown !== part.text) {
+      if (part.kind === "text" && node && node.shownText !== part.text) {
         node.replaceChildren(renderMarkdown(part.text));
-        node.dataset.shown = part.text;
+        node.shownText = part.text;
       }
     });
     keepScrolled();
@@ -589,7 +589,8 @@ function setBusy(busy) {
   button.replaceChildren(icon(busy ? "stop" : "send"));
   button.setAttribute("aria-label", busy ? t("chat.stop") : t("chat.send"));
   button.title = busy ? `${t("chat.stop")} (Esc)` : t("chat.send");
-  $("composer-hint").textContent = busy ? t("chat.stopHint") : "";
+  $("composer-hint").textContent = busy ? t("chat.stopHint") : t("chat.keys");
+  $("composer-hint").classList.toggle("idle", !busy);
 }
 
 function turnActive() { return state.turn && !state.turn.finished && !state.turn.detached; }
