@@ -246,3 +246,101 @@ async def current_session(page: Any) -> str:
     session_id = await page.evaluate("sessionStorage.getItem('agentserver.session')")
     assert isinstance(session_id, str)
     return session_id
+
+
+class TestSessions:
+    async def test_rename_search_and_delete(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        fake.set_script(["About cats.", "About dogs."])
+        await register(page, live.url)
+        await send(page, "Tell me about cats")
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+        await page.get_by_role("button", name="New chat").click()
+        await expect(page.locator(".empty-state")).to_be_visible()
+        await send(page, "Tell me about dogs")
+        await expect(last_answer(page).locator(".md")).to_have_text("About dogs.")
+        await expect(page.locator(".session-open")).to_have_text(["Tell me about dogs", "Tell me about cats"])
+
+        await page.get_by_role("button", name="Rename: Tell me about cats").click()
+        await page.get_by_label("New name for this chat").fill("Feline facts")
+        await page.get_by_label("New name for this chat").press("Enter")
+        await expect(page.locator(".session-open")).to_have_text(["Tell me about dogs", "Feline facts"])
+
+        await page.get_by_label("Search chats").fill("feline")
+        await expect(page.locator(".session-open")).to_have_text(["Feline facts"])
+        await page.get_by_label("Search chats").fill("zebra")
+        await expect(page.locator(".session-open")).to_have_count(0)
+        await expect(page.locator("#sessions-empty")).to_have_text("No chat matches")
+        await page.get_by_label("Search chats").fill("")
+
+        await page.get_by_role("button", name="Delete: Tell me about dogs").click()
+        await expect(page.locator("#confirm")).to_be_visible()
+        await page.locator("#confirm-ok").click()
+        await expect(page.locator(".session-open")).to_have_text(["Feline facts"])
+        await expect(page.locator(".empty-state")).to_be_visible()  # the open chat was deleted
+        # What the server has, after a reload.
+        await page.reload()
+        await expect(page.locator(".session-open")).to_have_text(["Feline facts"])
+        await page.get_by_role("button", name="Feline facts", exact=True).click()
+        await expect(page.locator(".msg.user")).to_have_text(["Tell me about cats"])
+        await expect(page.locator("#session-title")).to_have_text("Feline facts")
+
+    async def test_cancelled_delete_keeps_the_chat(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        fake.set_script(["Kept."])
+        await register(page, live.url)
+        await send(page, "Keep me")
+        await expect(last_answer(page).locator(".md")).to_have_text("Kept.")
+
+        await page.get_by_role("button", name="Delete: Keep me").click()
+        await page.locator("#confirm-cancel").click()
+
+        await expect(page.locator(".session-open")).to_have_text(["Keep me"])
+        await page.reload()
+        await expect(page.locator(".session-open")).to_have_text(["Keep me"])
+
+
+class TestErrors:
+    async def test_offline_keeps_the_text_and_retries(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        fake.set_script(["Back online."])
+        await register(page, live.url)
+        await page.route("**/api/v1/chatbot/chat/stream", lambda route: route.abort("internetdisconnected"))
+
+        await send(page, "Are you there?")
+
+        await expect(page.locator("#banner")).to_contain_text("Can't reach the server")
+        await expect(page.locator("#input")).to_have_value("Are you there?")
+        await expect(page.locator(".msg.user")).to_have_count(0)
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+        await page.unroute("**/api/v1/chatbot/chat/stream")
+        await page.get_by_role("button", name="Retry").click()
+        await expect(last_answer(page).locator(".md")).to_have_text("Back online.")
+        await expect(page.locator("#banner")).to_be_hidden()
+        await expect(page.locator("#input")).to_have_value("")
+
+    async def test_rate_limited_says_how_long_to_wait(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        await register(page, live.url)
+        await page.route(
+            "**/api/v1/chatbot/chat/stream",
+            lambda route: route.fulfill(
+                status=429,
+                headers={"Retry-After": "7"},
+                content_type="application/json",
+                body='{"error": "TooManyRequests", "detail": "Rate limit exceeded"}',
+            ),
+        )
+
+        await send(page, "Quick question")
+
+        await expect(page.locator("#banner")).to_contain_text("Too many messages. Try again in 7 s.")
+        await expect(page.locator("#input")).to_have_value("Quick question")
+
+    async def test_a_model_failure_is_said_plainly(self, live: Live, fake: FakeChatModel, page: Any) -> None:
+        from agentserver.llm.fake import status_error
+
+        fake.set_script([status_error(400, message="context too long")])
+        await register(page, live.url)
+
+        await send(page, "Hello?")
+
+        await expect(last_answer(page).locator(".msg-error")).to_contain_text("The model could not answer")
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+        await expect(last_answer(page).locator(".thinking")).to_be_hidden()

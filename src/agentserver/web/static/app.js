@@ -1125,15 +1125,17 @@ async function enterApp() {
   const generation = state.generation;
   state.user = await apiJson("/auth/me");
   if (generation !== state.generation) return;
-  $("user-email").textContent = state.user.email;
-  $("login-view").hidden = true;
-  $("app-view").hidden = false;
   const [assistants, files] = await Promise.all([probe("/assistants?limit=100").catch(() => null), probe("/files?limit=1").catch(() => null)]);
   state.assistants = assistants ? (Array.isArray(assistants) ? assistants : assistants.assistants || assistants.items || []) : [];
   state.features.assistants = Boolean(assistants);
   state.features.files = Boolean(files);
   applyFeatures();
   await loadSessions();
+  if (generation !== state.generation) return;
+  // Shown only now, with everything loaded: nothing the user starts can race the first render.
+  $("user-email").textContent = state.user.email;
+  $("login-view").hidden = true;
+  $("app-view").hidden = false;
   const saved = sessionStorage.getItem(KEYS.session);
   if (saved && state.sessions.some((s) => s.id === saved)) await openSession(saved);
   else newChat();
