@@ -25,7 +25,7 @@ PASSWORD = "correct horse battery"
 
 playwright_api = pytest.importorskip("playwright.async_api")
 if not CHROMIUM.exists():
-    pytest.skip(f"no browser at {CHROMIUM} (scripts/ensure-chromium.sh installs Debian's chromium)", allow_module_level=True)
+    pytest.skip(f"no browser at {CHROMIUM} (scripts/ensure-chromium.sh installs it)", allow_module_level=True)
 
 Browser = playwright_api.Browser
 Page = playwright_api.Page
@@ -71,9 +71,11 @@ class PageProblems:
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
         page.on(
             "console",
-            lambda message: self.errors.append(f"console: {message.text}")
-            if message.type == "error" and "Content Security Policy" in message.text
-            else None,
+            lambda message: (
+                self.errors.append(f"console: {message.text}")
+                if message.type == "error" and "Content Security Policy" in message.text
+                else None
+            ),
         )
 
 
@@ -83,7 +85,13 @@ async def page_problems() -> PageProblems:
 
 
 async def new_page(
-    browser: Any, problems: PageProblems, *, width: int = 1280, height: int = 820, locale: str = "en-US", dark: bool = False
+    browser: Any,
+    problems: PageProblems,
+    *,
+    width: int = 1280,
+    height: int = 820,
+    locale: str = "en-US",
+    dark: bool = False,
 ) -> Any:
     context = await browser.new_context(
         viewport={"width": width, "height": height},

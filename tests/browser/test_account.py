@@ -13,6 +13,7 @@ from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel
 from tests.browser.conftest import (
     PASSWORD,
+    SCREENSHOTS,
     Live,
     PageProblems,
     expect,
@@ -193,8 +194,6 @@ class TestKorean:
             await expect(page.locator("#panel-title")).to_have_text("Settings")
             await expect(page.get_by_role("button", name="New chat")).to_be_visible()
             assert await page.locator("html").get_attribute("lang") == "en"
-            from tests.browser.conftest import SCREENSHOTS
-
             await page.get_by_label("Language", exact=True).select_option("ko")
             await page.locator("#panel-close").click()
             await page.screenshot(path=SCREENSHOTS / "chat-desktop-korean.png")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from agentserver.config import Settings
-from agentserver.llm.fake import FakeChatModel, tool_call_turn
-from tests.browser.conftest import Live, expect, last_answer, live_app, register, send
+from agentserver.llm.fake import FakeChatModel, status_error, tool_call_turn
+from tests.browser.conftest import SCREENSHOTS, Live, expect, last_answer, live_app, register, send
 from tests.chat.conftest import CHAT_OVERRIDES
 
 
@@ -37,7 +37,13 @@ class TestStreaming:
         fake.set_script(["Hello there, nice to meet you."], gate=gate)
         await register(page, live.url)
         held: list[Any] = []
-        await page.route("**/api/v1/chatbot/chat/stream", lambda route: held.append(route))
+        arrived = asyncio.Event()
+
+        async def hold(route: Any) -> None:
+            held.append(route)
+            arrived.set()
+
+        await page.route("**/api/v1/chatbot/chat/stream", hold)
 
         await send(page, "Hi!")
         await expect(page.locator(".msg.user").last).to_have_text("Hi!")
@@ -45,8 +51,7 @@ class TestStreaming:
         await expect(last_answer(page).locator(".thinking")).to_be_visible()
         await expect(last_answer(page).locator(".thinking")).to_contain_text("Thinking")
         await expect(page.locator("#send")).to_have_attribute("aria-label", "Stop")
-        while not held:
-            await asyncio.sleep(0.05)
+        await arrived.wait()
         await held[0].continue_()
 
         # The first word arrives, the rest waits on the model: a partial answer, no thinking indicator.
@@ -112,7 +117,8 @@ class TestRendering:
         await expect(code.locator(".tok-k").first).to_have_text("def")
         await expect(code.locator(".tok-c")).to_have_text("# linear merge")
         source = await code.text_content()
-        assert source is not None and source.startswith("def merge_sort(items):\n")
+        assert source is not None
+        assert source.startswith("def merge_sort(items):\n")
         # Copy puts the code itself on the clipboard.
         await answer.locator(".codeblock .copy-button").click()
         await expect(answer.locator(".codeblock .copy-button")).to_contain_text("Copied")
@@ -125,8 +131,6 @@ class TestRendering:
 
 class TestScreenshots:
     async def test_main_screens(self, live: Live, fake: FakeChatModel, page: Any) -> None:
-        from tests.browser.conftest import SCREENSHOTS
-
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await page.goto(live.url)
         await expect(page.locator("#login-view")).to_be_visible()
@@ -182,8 +186,9 @@ class TestSafety:
         await expect(answer.locator(".md code")).to_have_text("<i>code</i>")
         # The session got its name from the message: as text too.
         await expect(page.locator(".session-item.active .session-open")).to_contain_text("<img src=x")
+        injected = ("img", "script", "svg:not(.icon)", "b", "i")
         for root in ("#messages", "#sessions", "#session-title"):
-            assert await page.locator(f"{root} img, {root} script, {root} svg:not(.icon), {root} b, {root} i").count() == 0
+            assert await page.locator(", ".join(f"{root} {tag}" for tag in injected)).count() == 0
         assert await page.locator('#messages a[href^="javascript"]').count() == 0
         await expect(answer.locator(".md")).to_contain_text("click me")
         assert await page.evaluate("window.pwned") is None
@@ -334,8 +339,6 @@ class TestErrors:
         await expect(page.locator("#input")).to_have_value("Quick question")
 
     async def test_a_model_failure_is_said_plainly(self, live: Live, fake: FakeChatModel, page: Any) -> None:
-        from agentserver.llm.fake import status_error
-
         fake.set_script([status_error(400, message="context too long")])
         await register(page, live.url)
 

@@ -22,7 +22,9 @@ async def index() -> FileResponse:
 @router.get("/favicon.ico")
 async def favicon() -> FileResponse:
     # Browsers and tools ask for /favicon.ico whatever the page links: answer with the SVG, not a 404.
-    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+    return FileResponse(
+        STATIC_DIR / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 def static_files() -> StaticFiles:
