@@ -164,10 +164,54 @@ function blockNode(block) {
   }
 }
 
-function renderMarkdown(text) {
+function renderMarkdown(text, { citations = false } = {}) {
   const fragment = document.createDocumentFragment();
   for (const block of parseMarkdown(text)) fragment.append(blockNode(block));
+  if (citations) linkCitations(fragment);
   return fragment;
+}
+
+// Answers cite the user's files by name ("(handbook.pdf, page 3)"): each known name becomes a button that
+// downloads the file (with the bearer token: a plain link could not send it).
+function linkCitations(root) {
+  const files = state.files.filter((f) => f.id && f.status === "ready" && fileName(f).length >= 3);
+  if (!files.length) return;
+  const byName = new Map(files.map((f) => [fileName(f), f]));
+  const names = [...byName.keys()].sort((a, b) => b.length - a.length);
+  const pattern = new RegExp(names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g");
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const found = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (!node.parentElement || !node.parentElement.closest("pre, code, a, button")) found.push(node);
+  }
+  for (const node of found) {
+    const text = node.nodeValue;
+    pattern.lastIndex = 0;
+    if (!pattern.test(text)) continue;
+    pattern.lastIndex = 0;
+    const parts = [];
+    let last = 0;
+    for (const match of text.matchAll(pattern)) {
+      if (match.index > last) parts.push(document.createTextNode(text.slice(last, match.index)));
+      const file = byName.get(match[0]);
+      parts.push(el("button", { type: "button", class: "citation", title: t("docs.open"), onclick: () => downloadFile(file) }, icon("file"), match[0]));
+      last = match.index + match[0].length;
+    }
+    if (last < text.length) parts.push(document.createTextNode(text.slice(last)));
+    node.replaceWith(...parts);
+  }
+}
+
+async function downloadFile(file) {
+  try {
+    const blob = await (await api(`/files/${file.id}/content`)).blob();
+    const url = URL.createObjectURL(blob);
+    const link = el("a", { href: url, download: fileName(file), class: "offscreen" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10e3);
+  } catch (error) { showBanner(errorText(error)); }
 }
 
 // --- API client: bearer token, silent refresh (rotating), typed errors ---------------------------------------
@@ -404,7 +448,7 @@ class LiveAnswer {
     this.answer.parts.forEach((part, n) => {
       const node = this.partNodes[n];
       if (part.kind === "text" && node && node.shownText !== part.text) {
-        node.replaceChildren(renderMarkdown(part.text));
+        node.replaceChildren(renderMarkdown(part.text, { citations: this.finished }));
         node.shownText = part.text;
       }
     });
@@ -486,6 +530,7 @@ class LiveAnswer {
 
   finish(data) {
     this.finished = true;
+    for (const node of this.partNodes) if (node) node.shownText = null;  // re-render once, with citations
     this.renderNow();
     this.bubble.classList.remove("live");
     if (data.message_id) {
@@ -537,7 +582,7 @@ function userBubble(text, id) {
 }
 
 function assistantBubble(text, id) {
-  const body = el("div", { class: "msg-body" }, el("div", { class: "md" }, renderMarkdown(text)));
+  const body = el("div", { class: "msg-body" }, el("div", { class: "md" }, renderMarkdown(text, { citations: true })));
   return el("article", { class: "msg assistant", "aria-label": t("chat.bot"), dataset: id ? { id } : undefined },
     el("div", { class: "avatar", "aria-hidden": "true", text: "A" }),
     el("div", { class: "msg-main" }, body, el("div", { class: "msg-footer" }, copyButton(() => text))));
@@ -563,7 +608,7 @@ function renderEmptyState() {
     el("div", { class: "logo", "aria-hidden": "true" }, el("span", { text: "A" })),
     el("h2", { text: t("chat.emptyTitle") }),
     el("p", { text: t("chat.emptyHint") }));
-  if (state.features.assistants && state.assistants.length) {
+  if (state.features.assistants && state.assistants.length > 1) {
     const select = el("select", { id: "assistant-select", "aria-label": t("chat.assistant") });
     for (const assistant of state.assistants) {
       const option = el("option", { value: String(assistant.id ?? assistant.assistant_id), text: assistant.name || assistant.id });
@@ -694,9 +739,18 @@ async function stop() {
 // --- sessions ------------------------------------------------------------------------------------------------
 function displayName(session) { return session.name === DEFAULT_SESSION_NAME ? t("chat.untitled") : session.name; }
 
+function assistantName(id) {
+  const assistant = state.assistants.find((a) => String(a.id) === String(id));
+  return assistant ? assistant.name : "";
+}
+
 function setTitle() {
   const session = state.sessions.find((s) => s.id === state.sessionId);
   $("session-title").textContent = session ? displayName(session) : t("nav.newChat");
+  const chip = $("session-assistant");
+  const name = session && session.assistant_id && state.assistants.length > 1 ? assistantName(session.assistant_id) : "";
+  chip.textContent = name;
+  chip.hidden = !name;
   document.title = session ? `${displayName(session)} · agentserver` : "agentserver";
 }
 
@@ -896,7 +950,9 @@ function fileRow(file) {
   const row = el("li", { class: "doc-item", dataset: { id: file.id || "", status } },
     el("div", { class: "doc-icon", "aria-hidden": "true" }, icon("file")),
     el("div", { class: "doc-main" },
-      el("div", { class: "doc-name", text: fileName(file), title: fileName(file) }),
+      file.id && status === "ready"
+        ? el("button", { type: "button", class: "doc-name link", text: fileName(file), title: `${t("docs.open")}: ${fileName(file)}`, onclick: () => downloadFile(file) })
+        : el("div", { class: "doc-name", text: fileName(file), title: fileName(file) }),
       el("div", { class: "doc-meta" },
         el("span", { class: `status status-${status}`, text: t(`docs.status.${status}`) }),
         fileSize(file) ? el("span", { class: "meta", text: fileSize(file) }) : null,
@@ -1129,6 +1185,7 @@ async function enterApp() {
   state.assistants = assistants ? (Array.isArray(assistants) ? assistants : assistants.assistants || assistants.items || []) : [];
   state.features.assistants = Boolean(assistants);
   state.features.files = Boolean(files);
+  if (files) state.files = await probe("/files?limit=100").then((page) => (page && page.files) || []).catch(() => []);
   applyFeatures();
   await loadSessions();
   if (generation !== state.generation) return;
@@ -1157,7 +1214,7 @@ function clearEverything() {
   Object.assign(state, { auth: null, user: null, sessions: [], sessionId: null, filter: "", turn: null, assistants: [], assistantId: "", files: [] });
   sessionStorage.clear();
   for (const dialog of document.querySelectorAll("dialog")) if (dialog.open) dialog.close();
-  for (const id of ["messages", "sessions", "panel-body", "banner", "sessions-empty", "user-email", "composer-hint", "confirm-text"]) $(id).replaceChildren();
+  for (const id of ["messages", "sessions", "panel-body", "banner", "sessions-empty", "user-email", "composer-hint", "confirm-text", "session-assistant"]) $(id).replaceChildren();
   $("banner").hidden = true;
   $("session-title").textContent = "";
   for (const id of ["input", "session-search", "email", "password"]) $(id).value = "";
