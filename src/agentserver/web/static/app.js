@@ -17,6 +17,7 @@ const state = {
   sessionId: null,
   filter: "",
   turn: null,          // the LiveAnswer being written, if any
+  loading: null,       // the history of the chat being opened, while it loads
   view: 0,             // bumped on every session switch: late answers for an old view are dropped
   generation: 0,       // bumped on logout: late answers for the previous user are dropped
   features: { assistants: false, files: false },
@@ -691,6 +692,8 @@ function nameFromFirstMessage(sessionId, text) {
 }
 
 async function send(text) {
+  // A message typed while the chat's history is still loading waits for it (the history replaces the view).
+  if (state.loading) await state.loading;
   if (turnActive() || !text.trim()) return;
   hideBanner();
   const input = $("input");
@@ -859,7 +862,13 @@ async function fetchMessages(id) {
   return messages;
 }
 
-async function openSession(id) {
+function openSession(id) {
+  const loading = loadSession(id).finally(() => { if (state.loading === loading) state.loading = null; });
+  state.loading = loading;
+  return loading;
+}
+
+async function loadSession(id) {
   detachTurn();
   const view = ++state.view;
   selectSession(id);
@@ -933,6 +942,7 @@ function openPanel(kind) {
 
 function closePanel() {
   clearTimeout(state.filesTimer);
+  state.files = state.files.filter((f) => f.id);
   $("panel-body").replaceChildren();
 }
 
@@ -958,6 +968,9 @@ function fileRow(file) {
         fileSize(file) ? el("span", { class: "meta", text: fileSize(file) }) : null,
         file.session_id && file.session_id === state.sessionId ? el("span", { class: "meta", text: t("docs.thisChat") }) : null),
       status === "failed" && fileReason(file) ? el("div", { class: "doc-reason", text: fileReason(file) }) : null));
+  if (!file.id && status === "failed") {
+    row.append(iconButton("close", `${t("common.close")}: ${fileName(file)}`, () => { state.files = state.files.filter((f) => f !== file); renderFiles(); }, "delete"));
+  }
   if (file.id && status !== "uploading") {
     row.append(iconButton("trash", `${t("docs.delete")}: ${fileName(file)}`, async () => {
       try { await api(`/files/${file.id}`, { method: "DELETE" }); } catch (error) { if (!(error instanceof ApiError && error.status === 404)) { showBanner(errorText(error)); return; } }
@@ -980,8 +993,9 @@ async function refreshFiles() {
   if (!$("doc-list")) return;
   try {
     const page = await apiJson("/files?limit=100");
-    const uploading = state.files.filter((f) => f.status === "uploading");
-    state.files = [...uploading, ...(Array.isArray(page) ? page : page.files || page.items || [])];
+    // Uploads still going, and those the server refused (they have no id), stay until the panel closes.
+    const local = state.files.filter((f) => !f.id);
+    state.files = [...local, ...(Array.isArray(page) ? page : page.files || page.items || [])];
     renderFiles();
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) { state.features.files = false; applyFeatures(); return; }
@@ -1025,14 +1039,14 @@ async function uploadFiles(files, attach) {
     state.files.unshift(placeholder);
     renderFiles();
     const form = new FormData();
-    form.append("file", file);
     if (sessionId) form.append("session_id", sessionId);
+    form.append("file", file);
     try {
       const created = await apiJson("/files", { method: "POST", body: form });
       Object.assign(placeholder, created);
       if (placeholder.status === "uploading") placeholder.status = "pending";
     } catch (error) {
-      Object.assign(placeholder, { status: "failed", reason: errorText(error) });
+      Object.assign(placeholder, { status: "failed", reason: error instanceof ApiError && error.detail ? error.detail : errorText(error) });
     }
     renderFiles();
   }));
