@@ -347,3 +347,32 @@ class TestErrors:
         await expect(last_answer(page).locator(".msg-error")).to_contain_text("The model could not answer")
         await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
         await expect(last_answer(page).locator(".thinking")).to_be_hidden()
+
+
+class TestConnectionLoss:
+    async def test_an_answer_survives_the_connection_dropping_mid_stream(
+        self, live: Live, fake: FakeChatModel, page: Any
+    ) -> None:
+        fake.set_script(["Still here after the network came back."])
+        await register(page, live.url)
+
+        async def drop_after_the_first_word(route: Any) -> None:
+            # The browser gets the stream up to the first token, then the network goes away.
+            response = await route.fetch()
+            frames = (await response.text()).split("\n\n")
+            first_token = next(n for n, frame in enumerate(frames) if "event: token" in frame)
+            await page.context.set_offline(True)
+            body = "\n\n".join(frames[: first_token + 1]) + "\n\n"
+            await route.fulfill(status=200, headers=response.headers, body=body)
+
+        await page.route("**/api/v1/chatbot/chat/stream", drop_after_the_first_word)
+        await send(page, "Talk to me")
+
+        await expect(last_answer(page).locator(".thinking")).to_contain_text("The connection dropped")
+        await expect(last_answer(page).locator(".md")).to_have_text("Still")
+        await page.context.set_offline(False)
+
+        await expect(last_answer(page).locator(".md")).to_have_text("Still here after the network came back.")
+        await expect(last_answer(page).locator(".thinking")).to_be_hidden()
+        await expect(page.locator(".msg.assistant")).to_have_count(1)
+        await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")

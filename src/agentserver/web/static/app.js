@@ -389,6 +389,7 @@ class LiveAnswer {
     this.finished = false;
     this.paused = false;
     this.detached = false;
+    this.reconnecting = false;
     this.controller = new AbortController();
     this.answer = new AnswerText();
     this.partNodes = [];
@@ -408,6 +409,7 @@ class LiveAnswer {
 
   handle(name, data, id) {
     if (this.stale()) return;
+    if (this.reconnecting) this.setReconnecting(false);
     if (id) this.lastSeq = Math.max(this.lastSeq, id);
     if (name === "metadata") { this.runId = data.run_id || this.runId; return; }
     const changed = this.answer.apply(name, data);
@@ -457,7 +459,15 @@ class LiveAnswer {
   }
 
   updateThinking() {
-    this.thinking.hidden = this.settled || this.answer.current.text.length > 0;
+    this.thinking.hidden = this.settled || (this.answer.current.text.length > 0 && !this.reconnecting);
+  }
+
+  // The stream broke off (network, server restart): say so while re-joining; the next event clears it.
+  setReconnecting(on) {
+    this.reconnecting = on;
+    this.thinking.classList.toggle("reconnecting", on);
+    this.thinking.querySelector(".thinking-label").textContent = on ? t("error.lost") : t("chat.thinking");
+    this.updateThinking();
   }
 
   async consume(response) {
@@ -474,6 +484,7 @@ class LiveAnswer {
       } catch (error) {
         if (error.name === "AbortError" || this.stale()) return;
         if (!(error instanceof OfflineError) && !(error instanceof TypeError)) { this.fail({ error: error.error, detail: errorText(error) }); return; }
+        this.setReconnecting(true);
         if (attempt >= 6) {
           showBanner(t("error.offline"), () => this.follow());
           return;
@@ -661,7 +672,7 @@ function detachTurn() {
 }
 
 function titleFrom(text) {
-  const line = text.replace(/\s+/g, " ").trim();
+  const line = text.replace(/[\s\u0000-\u001f\u007f]+/g, " ").trim();
   if (line.length <= 60) return line;
   const cut = line.slice(0, 60);
   const space = cut.lastIndexOf(" ");
@@ -717,7 +728,11 @@ async function send(text) {
     if (!live.settled && !live.stale()) await live.follow();
   } catch (error) {
     if (error.name === "AbortError" || live.stale()) return;
-    if (live.runId) { await live.follow(); return; }  // accepted, then the connection dropped: re-join
+    if (live.runId) {  // accepted, then the connection dropped: re-join
+      live.setReconnecting(true);
+      await live.follow();
+      return;
+    }
     mine.remove();
     live.bubble.remove();
     if (state.turn === live) { state.turn = null; setBusy(false); }
