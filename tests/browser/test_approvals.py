@@ -9,7 +9,7 @@ import pytest
 
 from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel, tool_call_turn
-from tests.browser.conftest import Live, expect, last_answer, live_app, register, send
+from tests.browser.conftest import SCREENSHOTS, Live, expect, last_answer, live_app, register, send
 from tests.chat.conftest import CHAT_OVERRIDES
 
 
@@ -45,6 +45,9 @@ class TestApprovals:
         await expect(card).to_contain_text("calculator")
         await expect(card.locator("textarea")).to_have_value('{\n  "expression": "6*7"\n}')
         await expect(last_answer(page).locator(".thinking")).to_be_hidden()
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.screenshot(path=SCREENSHOTS / "approval-phone-light.png")
+        await page.set_viewport_size({"width": 1280, "height": 820})
         await card.get_by_role("button", name="Approve").click()
 
         await expect(last_answer(page).locator(".approval-note")).to_have_text("Approved")
