@@ -79,8 +79,10 @@ format: install-dev ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests bench evals
 	$(BIN)/ruff format src tests bench evals
 
-bench: install-dev ## run the benchmarks in bench/ and record results
-	$(BIN)/python -m bench
+# `make bench` is the turn-cost suite (issue 14, ~10 min); BENCH="turns chat_load ..." or BENCH=all picks others.
+BENCH ?= turns
+bench: install-dev ## measure what a turn costs (bench/results/turns.md); BENCH=all for every benchmark
+	$(BIN)/python -m bench $(if $(filter all,$(BENCH)),,$(BENCH))
 
 eval: install ## measure the agent (tools, memory, language, speed) on a server; writes evals/results/<model>.md
 	$(BIN)/agentserver model pull $(LOCAL_MODEL)

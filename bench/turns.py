@@ -16,7 +16,8 @@ during the load, the server's event-loop lag p99 (its own `agentserver_event_loo
 the load average. The table holds the median of the repetitions.
 
 Run: `python -m bench turns` (all scenarios, ~10 min) or `BENCH_QUICK=1 python -m bench turns` (one
-repetition, fewer turns). Writes bench/results/turns.md.
+repetition, fewer turns); `BENCH_ONLY=2,3` picks scenarios; `BENCH_STATEMENTS=1` prints statements per turn by
+query; `BENCH_PROFILE=DIR` samples the server with py-spy. Writes bench/results/turns.md.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import asyncio
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -53,6 +56,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "turns.md"
 DATABASE = "turns_bench"
 JWT_SECRET = "bench-secret-" + "x" * 40
 QUICK = bool(os.environ.get("BENCH_QUICK"))
+STATEMENT_BREAKDOWN = bool(os.environ.get("BENCH_STATEMENTS"))
+PROFILE_DIR = Path(os.environ["BENCH_PROFILE"]) if os.environ.get("BENCH_PROFILE") else None
 REPETITIONS = 1 if QUICK else 3
 ANSWER = "a stubbed answer of a few words for the benchmark"
 
@@ -256,6 +261,40 @@ def statements(database_url: str) -> int:
     return asyncio.run(count())
 
 
+def print_statement_breakdown(database_url: str, turns: int) -> None:
+    """BENCH_STATEMENTS=1: the statements of the last scenario, by calls per turn (what to cut next)."""
+
+    async def top() -> list[tuple[int, str]]:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    text(
+                        "SELECT calls, query FROM pg_stat_statements WHERE dbid = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                        "AND query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 40"
+                    )
+                )
+                return [(int(calls), str(query)) for calls, query in rows]
+        finally:
+            await engine.dispose()
+
+    for calls, query in asyncio.run(top()):
+        print(f"{calls / max(turns, 1):6.2f}  {' '.join(query.split())[:160]}", flush=True)
+
+
+def reset_statement_stats(database_url: str) -> None:
+    async def reset() -> None:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_stat_statements_reset()"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(reset())
+
+
 # --- the load ---------------------------------------------------------------------------------------------
 async def one_turn(
     http: httpx.AsyncClient, url: str, headers: dict[str, str], session_id: str, transport: str, n: int
@@ -323,6 +362,41 @@ async def drive(url: str, users: list[dict[str, str]], scenario: Scenario, measu
         measurement.growth = last10 / first10 - 1
 
 
+@contextmanager
+def profiled(process: psutil.Process, scenario: Scenario) -> Iterator[None]:
+    """BENCH_PROFILE=DIR: py-spy (on PATH or BENCH_PYSPY) samples the server while the load runs, into
+    DIR/<scenario>.raw (collapsed stacks: flamegraph.pl or speedscope read them)."""
+    if not PROFILE_DIR:
+        yield
+        return
+    pyspy = os.environ.get("BENCH_PYSPY") or shutil.which("py-spy") or "py-spy"
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    out = PROFILE_DIR / (scenario.name.replace(" ", "_").replace("/", "").replace(",", "") + ".raw")
+    recorder = subprocess.Popen(  # noqa: S603 - our own arguments
+        [
+            pyspy,
+            "record",
+            "-p",
+            str(process.pid),
+            "--subprocesses",
+            "--nonblocking",
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
+
+
 def measure(database_url: str, model_url: str, scenario: Scenario) -> Measurement:
     settings = Settings(_env_file=None, jwt_secret_key=JWT_SECRET)
     with server(database_url, model_url, scenario) as (url, process):
@@ -332,15 +406,19 @@ def measure(database_url: str, model_url: str, scenario: Scenario) -> Measuremen
         time.sleep(1.0)  # the warm-up's background work (memory extraction) settles
         measurement = Measurement(load=os.getloadavg()[0])
         lag_before = loop_lag_histogram(url)
+        if STATEMENT_BREAKDOWN:
+            reset_statement_stats(database_url)
         statements_before = statements(database_url)
         cpu_before = tree_cpu_seconds(process)
-        with HealthProbe(url) as probe:
+        with HealthProbe(url) as probe, profiled(process, scenario):
             asyncio.run(drive(url, users, scenario, measurement))
         measurement.cpu_seconds = tree_cpu_seconds(process) - cpu_before
         measurement.statements = statements(database_url) - statements_before
         measurement.health = probe.latencies
         measurement.loop_lag_p99 = histogram_p99(lag_before, loop_lag_histogram(url))
         measurement.rss_mb = tree_rss_mb(process)
+        if STATEMENT_BREAKDOWN:
+            print_statement_breakdown(database_url, measurement.turns)
     return measurement
 
 
@@ -348,12 +426,7 @@ def measure(database_url: str, model_url: str, scenario: Scenario) -> Measuremen
 def database_with_statement_stats() -> tuple[EmbeddedPostgres, str]:
     postgres = EmbeddedPostgres(DATA_DIR / "postgres")
     postgres.start(database="postgres")
-    conf = DATA_DIR / "postgres" / "postgresql.auto.conf"
-    if "pg_stat_statements" not in conf.read_text():
-        # Loaded at server start only: set it, restart once (the data dir keeps it).
-        postgres._require_server().psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';")
-        postgres.stop()
-        postgres.start(database="postgres")
+    postgres.ensure_preloaded("pg_stat_statements")
     url = postgres.ensure_database(DATABASE, recreate=True)
     migrations.upgrade(url)
     postgres._require_server().psql(f"\\c {DATABASE}\nCREATE EXTENSION IF NOT EXISTS pg_stat_statements;")

@@ -46,6 +46,8 @@ def postgres_server() -> Iterator[EmbeddedPostgres | None]:
         return
     server = EmbeddedPostgres(TEST_DATA_DIR / "postgres")
     server.start(database="postgres")
+    # Statement counts (tests/runs/test_statement_budget.py); a restart the first time only.
+    server.ensure_preloaded("pg_stat_statements")
     yield server
     server.stop()
 

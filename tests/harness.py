@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agentserver.kit.db import get_db_session, get_unit_of_work, unit_of_work
+from agentserver.kit.db import get_db_session, get_short_session, unit_of_work
 from agentserver.models import Job, JobStatus
 
 
@@ -40,18 +40,18 @@ def share_session(app: FastAPI, session: AsyncSession) -> None:
             yield session
         session.expunge_all()
 
-    def test_unit_of_work() -> Any:
-        # Short units of work (auth) join the same transaction; the request's session expunges after.
+    def test_short_session() -> Any:
+        # Short sessions (auth) join the same transaction; the request's session expunges after.
         return lambda: unit_of_work(session)
 
     app.dependency_overrides[get_db_session] = test_session
-    app.dependency_overrides[get_unit_of_work] = test_unit_of_work
+    app.dependency_overrides[get_short_session] = test_short_session
 
 
 def unshare_session(app: FastAPI) -> None:
     """Undo `share_session`: requests open their own sessions again."""
     app.dependency_overrides.pop(get_db_session, None)
-    app.dependency_overrides.pop(get_unit_of_work, None)
+    app.dependency_overrides.pop(get_short_session, None)
 
 
 async def drain_jobs(sessionmaker: async_sessionmaker[AsyncSession], *, within: float = 20.0) -> None:

@@ -19,7 +19,7 @@ from agentserver.auth.security import PasswordHasher
 from agentserver.auth.service import UserDeletionHook
 from agentserver.auth.service import auth as auth_service
 from agentserver.config import Settings
-from agentserver.kit.db import UnitOfWorkDep
+from agentserver.kit.db import ShortSessionDep
 from agentserver.kit.errors import Unauthorized
 from agentserver.models import User
 
@@ -27,7 +27,7 @@ from agentserver.models import User
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
-def api_key_header(request: Request) -> str | None:
+async def api_key_header(request: Request) -> str | None:
     """`x-api-key`, how the LangGraph SDK sends an API key (the OpenAI SDKs send `Authorization: Bearer`).
 
     Read as a plain header rather than declared as an OpenAPI security scheme: schema-driven clients and
@@ -36,18 +36,18 @@ def api_key_header(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     """The app's hasher (built in the lifespan). Tests override this dependency to swap it."""
     hasher: PasswordHasher = request.state.password_hasher
     return hasher
 
 
-def get_user_deletion_hooks(request: Request) -> list[UserDeletionHook]:
+async def get_user_deletion_hooks(request: Request) -> list[UserDeletionHook]:
     hooks: list[UserDeletionHook] = request.state.user_deletion_hooks
     return hooks
 
@@ -58,7 +58,7 @@ UserDeletionHooksDep = Annotated[list[UserDeletionHook], Depends(get_user_deleti
 
 
 async def get_current_user(
-    unit_of_work: UnitOfWorkDep,
+    short_session: ShortSessionDep,
     settings: SettingsDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     api_key: Annotated[str | None, Depends(api_key_header)] = None,
@@ -66,14 +66,15 @@ async def get_current_user(
     """The user of the request's bearer access token or API key (`Authorization: Bearer`, or `x-api-key`);
     401 if missing, invalid, expired, revoked or the user is gone.
 
-    The lookup is a unit of work of its own, over before the endpoint runs: the request's SessionDep
-    would hold its connection through a one-shot chat turn's model wait, and a burst of turns would
-    drain the pool. The user comes back detached, its columns loaded.
+    The lookup is a short autocommit session of its own (a read, and at most one write: an API key's
+    last-used time), over before the endpoint runs: the request's SessionDep would hold its connection
+    through a one-shot chat turn's model wait, and a burst of turns would drain the pool. The user comes
+    back detached, its columns loaded.
     """
     credential = token or api_key
     if not credential or len(credential) > TOKEN_MAX_LENGTH:
         raise Unauthorized("Not authenticated")
-    async with unit_of_work() as session:
+    async with short_session() as session:
         user = await auth_service.authenticate_credential(session, settings, credential)
     # Every log line of the rest of the request carries the user.
     structlog.contextvars.bind_contextvars(user_id=str(user.id))

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentserver.kit.db import Executor
 from agentserver.kit.pg_listen import notify
 from agentserver.models import Job, JobStatus
 
@@ -65,11 +65,11 @@ _REQUEUE_STALE = text(
 
 
 class JobRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     @classmethod
-    def from_session(cls, session: AsyncSession) -> JobRepository:
+    def from_session(cls, session: Executor) -> JobRepository:
         return cls(session)
 
     async def enqueue(

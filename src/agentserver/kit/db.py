@@ -3,7 +3,7 @@
 The session dependency commits when the endpoint returns and rolls back when it raises; nothing else
 in the request path commits. Code that outlives the request (streams, background jobs) opens its own
 session with `session_scope()`; work that must not hold a connection for the whole request (auth,
-before a long model wait) opens a short one with `UnitOfWorkDep`.
+before a long model wait) opens a short autocommit one with `ShortSessionDep`.
 
 An outage (no free connection within DATABASE_POOL_TIMEOUT_SECONDS, a connection lost, the server
 restarting) leaves every unit of work as `DatabaseUnavailable`, a 503 with Retry-After: clients retry,
@@ -128,6 +128,9 @@ def create_engine(
         # restart fails its first statement, which invalidates the whole pool at once (SQLAlchemy's
         # disconnect handling), so the next checkouts get new connections. That request is a 503.
         pool_pre_ping=False,
+        # Last in, first out: a light load keeps reusing the few connections whose prepared statements and
+        # type introspection are warm, instead of cycling every pooled connection through each statement.
+        pool_use_lifo=True,
         pool_recycle=1800,
         connect_args={"timeout": connect_timeout},
     )
@@ -224,6 +227,15 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         raise
 
 
+@asynccontextmanager
+async def autocommit_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """An ORM session over an `autocommit` connection: for reads and single-statement writes on hot paths
+    (every request's authentication), where a unit of work would add BEGIN and COMMIT round trips. Never
+    for work that must be atomic across statements."""
+    async with autocommit(engine_of(sessionmaker)) as conn, sessionmaker(bind=conn) as session:
+        yield session
+
+
 # What a repository runs its statements on: a session (a unit of work), or an autocommit connection.
 Executor = AsyncSession | AsyncConnection
 
@@ -233,36 +245,43 @@ def engine_of(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     return engine
 
 
-def get_sessionmaker(request: HTTPConnection) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.state.sessionmaker
+def sessionmaker_of(conn: HTTPConnection) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = conn.state.sessionmaker
     return sessionmaker
 
 
+# Dependencies are `async def` even when they only read app state: FastAPI runs a plain `def` dependency in
+# its thread pool, a thread hand-off per dependency per request.
+async def get_sessionmaker(request: HTTPConnection) -> async_sessionmaker[AsyncSession]:
+    return sessionmaker_of(request)
+
+
 async def get_db_session(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    async with session_scope(get_sessionmaker(request)) as session:
+    async with session_scope(sessionmaker_of(request)) as session:
         yield session
 
 
-# Opens a unit of work on demand: `async with unit_of_work() as session: ...`.
-UnitOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+# Opens a short autocommit session on demand: `async with short_session() as session: ...`.
+ShortSession = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
 
-def get_unit_of_work(request: HTTPConnection) -> UnitOfWork:
-    """Short units of work, each on a connection of its own held only for the block.
+async def get_short_session(request: HTTPConnection) -> ShortSession:
+    """Short sessions in autocommit (`autocommit_session`), each on a connection held only for the block.
 
-    For dependencies that run before a long wait: the request's SessionDep of a one-shot chat turn
-    would hold its connection through the whole model call (and a burst of turns would drain the pool).
+    For dependencies that run before a long wait and need a read or one write (authentication): the
+    request's SessionDep of a one-shot chat turn would hold its connection through the whole model call
+    (and a burst of turns would drain the pool).
     """
-    sessionmaker = get_sessionmaker(request)
+    sessionmaker = sessionmaker_of(request)
 
-    def open_unit_of_work() -> AbstractAsyncContextManager[AsyncSession]:
-        return session_scope(sessionmaker)
+    def open_short_session() -> AbstractAsyncContextManager[AsyncSession]:
+        return autocommit_session(sessionmaker)
 
-    return open_unit_of_work
+    return open_short_session
 
 
 # scope="function": commit (or roll back) when the endpoint returns, *before* the response is sent, so a
 # client never sees success for a commit that then fails, and a streaming response holds no connection.
 SessionDep = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
-UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
+ShortSessionDep = Annotated[ShortSession, Depends(get_short_session)]

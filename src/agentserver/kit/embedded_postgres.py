@@ -71,6 +71,19 @@ class EmbeddedPostgres:
             server.psql(f'CREATE DATABASE "{name}";')
         return make_url(server.get_uri()).set(database=name).render_as_string(hide_password=False)
 
+    def ensure_preloaded(self, library: str) -> None:
+        """Have the server load `library` at start (e.g. pg_stat_statements, for statement counts): set
+        it and restart once if it is not loaded yet; the data dir keeps the setting. Blocking."""
+        if not _SAFE_NAME.match(library):
+            raise ValueError(f"invalid library name {library!r}")
+        server = self._require_server()
+        if library in server.psql("SHOW shared_preload_libraries;"):
+            return
+        # `library` matched _SAFE_NAME above, so interpolating it is safe.
+        server.psql(f"ALTER SYSTEM SET shared_preload_libraries = '{library}';")
+        self.stop()
+        self.start(database="postgres")
+
     def drop_database(self, name: str) -> None:
         if not _SAFE_NAME.match(name):
             raise ValueError(f"invalid database name {name!r}")

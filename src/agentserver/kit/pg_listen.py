@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import structlog
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +23,7 @@ Callback = Callable[[str], None]
 MAX_BACKOFF_SECONDS = 5.0
 
 
-async def notify(session: AsyncSession, channel: str, payload: str = "") -> None:
+async def notify(session: AsyncSession | AsyncConnection, channel: str, payload: str = "") -> None:
     await session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
 
 

@@ -66,7 +66,7 @@ def redis_readiness(client: AsyncRedis) -> Callable[[], Awaitable[None]]:
     return check
 
 
-def get_redis(request: Request) -> AsyncRedis | None:
+async def get_redis(request: Request) -> AsyncRedis | None:
     redis: AsyncRedis | None = request.state.redis
     return redis
 

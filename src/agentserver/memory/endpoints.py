@@ -27,7 +27,7 @@ DEFAULT_SEARCH_LIMIT = 10
 MAX_SEARCH_LIMIT = 50
 
 
-def get_memory_service(request: Request) -> MemoryService | None:
+async def get_memory_service(request: Request) -> MemoryService | None:
     """The app's memory service; None when MEMORY_ENABLED is false."""
     memory: MemoryService | None = getattr(request.state, "memory", None)
     return memory

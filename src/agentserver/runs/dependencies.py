@@ -13,22 +13,22 @@ from agentserver.runs.eventlog import EventLog
 from agentserver.runs.streaming import RunStreams
 
 
-def get_event_log(conn: HTTPConnection) -> EventLog:
+async def get_event_log(conn: HTTPConnection) -> EventLog:
     event_log: EventLog = conn.state.event_log
     return event_log
 
 
-def get_run_streams(conn: HTTPConnection) -> RunStreams:
+async def get_run_streams(conn: HTTPConnection) -> RunStreams:
     streams: RunStreams = conn.state.run_streams
     return streams
 
 
-def get_agent(conn: HTTPConnection) -> AgentRuntime:
+async def get_agent(conn: HTTPConnection) -> AgentRuntime:
     agent: AgentRuntime = conn.state.agent
     return agent
 
 
-def get_tasks(conn: HTTPConnection) -> TaskSet:
+async def get_tasks(conn: HTTPConnection) -> TaskSet:
     tasks: TaskSet = conn.state.tasks
     return tasks
 

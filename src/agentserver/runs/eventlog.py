@@ -132,8 +132,8 @@ class PostgresEventLog:
             log.info("runs.events_not_logged", run_id=str(run_id), events=len(events))
 
     async def read(self, run_id: uuid.UUID, after: int) -> list[RunEvent]:
-        async with self.sessionmaker() as session:
-            rows = await session.execute(
+        async with autocommit(self.engine) as conn:  # one statement: no BEGIN/ROLLBACK round trips
+            rows = await conn.execute(
                 select(RunEventRow.seq, RunEventRow.event, RunEventRow.data)
                 .where(RunEventRow.run_id == run_id, RunEventRow.seq > after)
                 .order_by(RunEventRow.seq)
@@ -165,9 +165,9 @@ class PostgresEventLog:
                     del self._waiters[run_id]
 
     async def last(self, run_id: uuid.UUID) -> RunEvent | None:
-        async with self.sessionmaker() as session:
+        async with autocommit(self.engine) as conn:
             row = (
-                await session.execute(
+                await conn.execute(
                     select(RunEventRow.seq, RunEventRow.event, RunEventRow.data)
                     .where(RunEventRow.run_id == run_id)
                     .order_by(RunEventRow.seq.desc())

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Result, func, literal_column, select, text, update
 
+from agentserver.jobs.repository import WORK_CHANNEL
 from agentserver.kit.db import Executor
 from agentserver.kit.pagination import keyset_page
 from agentserver.models import UNFINISHED_STATUSES, Run, RunStatus
@@ -118,6 +119,13 @@ _CREATE = text(
 
 # The end of a run that produced an answer, in one statement: the guarded status change, the assistant
 # message (only if the change happened: exactly one answer per run), and the memory extraction job.
+# In a run's ending statement: wake the workers when a run waits behind it in its session (enqueued, or
+# sent to interrupt/roll it back), so workers need not claim after every run just in case.
+_WAKE_QUEUED = (
+    f"(SELECT pg_notify('{WORK_CHANNEL}', 'run') WHERE EXISTS "  # noqa: S608 (a constant channel name)
+    "(SELECT 1 FROM runs q WHERE q.session_id = runs.session_id AND q.status = 'pending'))"
+)
+
 _FINISH_WITH_ANSWER = text(
     f"""
     WITH ended AS (
@@ -143,7 +151,10 @@ _FINISH_WITH_ANSWER = text(
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM ended) AS ended,
-           (SELECT pg_notify(CAST(:job_channel AS text), 'job') FROM job LIMIT 1) AS notified
+           (SELECT pg_notify(CAST(:job_channel AS text), 'job') FROM job LIMIT 1) AS notified,
+           (SELECT pg_notify('{WORK_CHANNEL}', 'run') FROM ended
+            WHERE EXISTS (SELECT 1 FROM runs q WHERE q.session_id = ended.session_id AND q.status = 'pending'))
+           AS woke
     """  # noqa: S608 (formatted with our own SQL only)
 )
 
@@ -274,13 +285,13 @@ class RunRepository:
     async def finish(self, run_id: uuid.UUID, worker_id: str, status: RunStatus, **values: Any) -> bool:
         """running → success | error | cancelled, only for the worker that runs it. False: not ours any more."""
         assert status in (RunStatus.success, RunStatus.error, RunStatus.cancelled)
-        row = await self.session.execute(
+        ended: Result[Any] = await self.session.execute(
             update(Run)
             .where(Run.id == run_id, Run.status == RunStatus.running, Run.worker_id == worker_id)
             .values(status=status, ended_at=func.now(), heartbeat_at=None, **values)
-            .returning(Run.id)
+            .returning(Run.id, literal_column(_WAKE_QUEUED))
         )
-        return row.first() is not None
+        return ended.first() is not None
 
     async def finish_with_answer(
         self,

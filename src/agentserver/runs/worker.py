@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentserver.jobs.handlers import JobHandlers, JobSkipped
 from agentserver.jobs.repository import WORK_CHANNEL, ClaimedJob, JobRepository
-from agentserver.kit.db import is_database_outage, session_scope
+from agentserver.kit.db import autocommit, engine_of, is_database_outage, session_scope
 from agentserver.kit.errors import DatabaseUnavailable, log_failure
 from agentserver.kit.pg_listen import PgListener
 from agentserver.models import Run, RunStatus
@@ -173,10 +173,11 @@ class Worker:
         while not self._stopping.is_set():
             wake.clear()
             try:
-                claimed = await (self._claim_runs() if what == "runs" else self._claim_jobs())
+                claimed, asked = await (self._claim_runs() if what == "runs" else self._claim_jobs())
                 backoff = 0.1
             except IntegrityError:
-                claimed = 0  # two claims raced on one session: the unique index refused one; look again
+                # Two claims raced on one session: the unique index refused one; look again.
+                claimed, asked = 0, 0
             except Exception as exc:
                 # The database is down or restarting (or something unexpected): this loop must outlive it.
                 if is_database_outage(exc) or isinstance(exc, DatabaseUnavailable):
@@ -186,8 +187,8 @@ class Worker:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_CLAIM_BACKOFF_SECONDS)
                 continue
-            if claimed and self._has_room(what):
-                continue  # there may be more waiting
+            if claimed and claimed == asked and self._has_room(what):
+                continue  # the claim was cut by our room, not by what was waiting: there may be more
             try:
                 await asyncio.wait_for(wake.wait(), self.config.poll_seconds)
             except TimeoutError:
@@ -198,18 +199,19 @@ class Worker:
             return len(self._executions) < self.config.run_concurrency
         return len(self._jobs) < self.config.job_concurrency
 
-    async def _claim_runs(self) -> int:
+    async def _claim_runs(self) -> tuple[int, int]:
+        """(claimed, asked for). One statement in autocommit: no BEGIN/COMMIT round trips."""
         room = self.config.run_concurrency - len(self._executions)
         if room <= 0:
-            return 0
-        async with session_scope(self.sessionmaker) as db:
-            claimed = await RunRepository.from_session(db).claim(self.id, room)
+            return 0, 0
+        async with autocommit(engine_of(self.sessionmaker)) as conn:
+            claimed = await RunRepository.from_session(conn).claim(self.id, room)
         for run in claimed:
             execution = Execution(run)
             self._executions[run.id] = execution
             execution.task = asyncio.create_task(self._execute(execution), name=f"run-{run.id}")
         RUNS_ACTIVE.set(len(self._executions))
-        return len(claimed)
+        return len(claimed), room
 
     async def _execute(self, execution: Execution) -> None:
         try:
@@ -217,19 +219,24 @@ class Worker:
         except BaseException as exc:
             log_failure(log, "worker.execution_crashed", exc, run_id=str(execution.run.id))
         finally:
+            was_full = not self._has_room("runs")
             self._executions.pop(execution.run.id, None)
             RUNS_ACTIVE.set(len(self._executions))
-            self._wake_runs.set()  # a slot is free
+            # A run queued behind this one in its session is announced by the statement that ended this one
+            # (NOTIFY); a claim is only owed here when a full worker may have left pending runs unclaimed.
+            if was_full:
+                self._wake_runs.set()
 
-    async def _claim_jobs(self) -> int:
+    async def _claim_jobs(self) -> tuple[int, int]:
+        """(claimed, asked for), as `_claim_runs`."""
         room = self.config.job_concurrency - len(self._jobs)
         if room <= 0:
-            return 0
-        async with session_scope(self.sessionmaker) as db:
-            claimed = await JobRepository.from_session(db).claim(self.id, room)
+            return 0, 0
+        async with autocommit(engine_of(self.sessionmaker)) as conn:
+            claimed = await JobRepository.from_session(conn).claim(self.id, room)
         for job in claimed:
             self._jobs[job.id] = asyncio.create_task(self._run_job(job), name=f"job-{job.kind}-{job.id}")
-        return len(claimed)
+        return len(claimed), room
 
     async def _run_job(self, job: ClaimedJob) -> None:
         structlog.contextvars.bind_contextvars(job_id=job.id, job_kind=job.kind)
@@ -243,8 +250,8 @@ class Worker:
             except JobSkipped as skipped:
                 log.info("jobs.skipped", reason=str(skipped))
                 outcome = "skipped"
-            async with session_scope(self.sessionmaker) as db:
-                await JobRepository.from_session(db).complete(job.id, self.id)
+            async with autocommit(engine_of(self.sessionmaker)) as conn:
+                await JobRepository.from_session(conn).complete(job.id, self.id)
             JOBS.labels(kind=job.kind, outcome=outcome).inc()
         except asyncio.CancelledError:
             await asyncio.shield(self._release_job(job))
@@ -283,7 +290,8 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         run_ids = [run_id for run_id, e in self._executions.items() if not e.finishing]
-        async with session_scope(self.sessionmaker) as db:
+        # Independent statements, each committing on its own (no BEGIN/COMMIT round trips every few seconds).
+        async with autocommit(engine_of(self.sessionmaker)) as db:
             ours = await RunRepository.from_session(db).heartbeat(self.id, run_ids)
             missing = [run_id for run_id in run_ids if run_id not in ours]
             existing = set((await db.scalars(select(Run.id).where(Run.id.in_(missing)))).all()) if missing else set()
@@ -314,7 +322,7 @@ class Worker:
                 log.warning("worker.reaper_failed", error=type(exc).__name__)
 
     async def _reap(self) -> None:
-        async with session_scope(self.sessionmaker) as db:
+        async with autocommit(engine_of(self.sessionmaker)) as db:  # two independent statements
             stale = await RunRepository.from_session(db).requeue_stale(
                 stale_seconds=self.config.stale_seconds,
                 max_attempts=self.config.max_attempts,
@@ -338,8 +346,8 @@ class Worker:
         while True:
             await asyncio.sleep(QUEUE_GAUGE_SECONDS)
             try:
-                async with session_scope(self.sessionmaker) as db:
-                    depth = await JobRepository.from_session(db).depth()
+                async with autocommit(engine_of(self.sessionmaker)) as conn:
+                    depth = await JobRepository.from_session(conn).depth()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
