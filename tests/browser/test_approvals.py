@@ -36,7 +36,7 @@ def calculator_turn(expression: str) -> Any:
 class TestApprovals:
     async def test_approve_a_paused_tool(self, live: Live, fake: FakeChatModel, page: Any) -> None:
         fake.set_script([calculator_turn("6*7"), "It is 42."])
-        await register(page, live.url)
+        await register(page, live.url, "ada@example.com")  # a fixed name: stable screenshots
 
         await send(page, "What is 6 times 7?")
 

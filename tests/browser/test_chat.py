@@ -138,7 +138,7 @@ class TestScreenshots:
         fake.set_script(
             [tool_call_turn("calculator", {"expression": "1234*5678"}, content="Let me check. "), RICH_ANSWER]
         )
-        await register(page, live.url)
+        await register(page, live.url, "ada@example.com")  # a fixed name: stable screenshots
         await send(page, "Compare sorting algorithms, and what is 1234*5678?")
         await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
         await expect(last_answer(page).locator(".codeblock")).to_be_visible()

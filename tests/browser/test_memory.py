@@ -35,7 +35,7 @@ async def remember(live: Live, page: Any, facts: list[str]) -> None:
 
 class TestMemoryPanel:
     async def test_list_search_and_forget_one(self, live: Live, page: Any) -> None:
-        await register(page, live.url)
+        await register(page, live.url, "ada@example.com")  # a fixed name: stable screenshots
         await remember(live, page, ["User lives in Busan", "User is allergic to peanuts"])
 
         await page.get_by_role("button", name="Memory").click()
