@@ -10,7 +10,17 @@ import pytest
 
 from agentserver.config import Settings
 from agentserver.llm.fake import FakeChatModel, status_error, tool_call_turn
-from tests.browser.conftest import SCREENSHOTS, Live, expect, last_answer, live_app, register, send
+from tests.browser.conftest import (
+    SCREENSHOTS,
+    Live,
+    PageProblems,
+    expect,
+    last_answer,
+    live_app,
+    new_page,
+    register,
+    send,
+)
 from tests.chat.conftest import CHAT_OVERRIDES
 
 
@@ -376,3 +386,31 @@ class TestConnectionLoss:
         await expect(last_answer(page).locator(".thinking")).to_be_hidden()
         await expect(page.locator(".msg.assistant")).to_have_count(1)
         await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
+
+
+class TestPhone:
+    async def test_the_chat_list_opens_from_the_menu_at_phone_width(
+        self, live: Live, fake: FakeChatModel, browser: Any, page_problems: PageProblems
+    ) -> None:
+        fake.set_script(["First.", "Second."])
+        page = await new_page(browser, page_problems, width=390, height=844)
+        try:
+            await register(page, live.url)
+            await expect(page.locator("#sidebar")).to_be_hidden()  # out of sight and of the tab order
+            await send(page, "One")
+            await expect(last_answer(page).locator(".md")).to_have_text("First.")
+            await page.get_by_role("button", name="Open the chat list").click()
+            await page.get_by_role("button", name="New chat").click()
+            await expect(page.locator("#sidebar")).to_be_hidden()
+            await send(page, "Two")
+            await expect(last_answer(page).locator(".md")).to_have_text("Second.")
+
+            await page.get_by_role("button", name="Open the chat list").click()
+            await page.get_by_role("button", name="One", exact=True).click()
+
+            await expect(page.locator("#sidebar")).to_be_hidden()
+            await expect(page.locator(".msg.user")).to_have_text(["One"])
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+        finally:
+            await page.context.close()
+        assert page_problems.errors == []

@@ -1313,7 +1313,10 @@ function autosize() {
   input.style.height = `${Math.min(input.scrollHeight, 240)}px`;
 }
 
-function openSidebar() { document.body.classList.add("sidebar-open"); $("sidebar").setAttribute("aria-hidden", "false"); }
+function openSidebar() {
+  document.body.classList.add("sidebar-open");
+  $("session-search").focus();
+}
 function closeSidebar() { document.body.classList.remove("sidebar-open"); }
 
 function setUpDropOnConversation() {
