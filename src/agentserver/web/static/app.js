@@ -376,7 +376,8 @@ function toolNode(part) {
 function thinkingNode() {
   return el("div", { class: "thinking", role: "status" },
     el("span", { class: "dots", "aria-hidden": "true" }, el("span"), el("span"), el("span")),
-    el("span", { class: "thinking-label", text: t("chat.thinking") }));
+    el("span", { class: "thinking-label", text: t("chat.thinking") }),
+    el("span", { class: "thinking-time", "aria-hidden": "true" }));
 }
 
 class LiveAnswer {
@@ -394,6 +395,7 @@ class LiveAnswer {
     this.answer = new AnswerText();
     this.partNodes = [];
     this.renderQueued = false;
+    this.clock = null;
     this.body = el("div", { class: "msg-body" });
     this.thinking = thinkingNode();
     this.footer = el("div", { class: "msg-footer" });
@@ -401,6 +403,7 @@ class LiveAnswer {
       el("div", { class: "avatar", "aria-hidden": "true", text: "A" }),
       el("div", { class: "msg-main" }, this.body, this.thinking, this.footer));
     this.syncParts();
+    this.updateThinking();
   }
 
   get settled() { return this.finished || this.paused; }
@@ -459,7 +462,17 @@ class LiveAnswer {
   }
 
   updateThinking() {
-    this.thinking.hidden = this.settled || (this.answer.current.text.length > 0 && !this.reconnecting);
+    this.thinking.hidden = this.settled || this.detached || (this.answer.current.text.length > 0 && !this.reconnecting);
+    // A local model can take 10-30 s to its first token: after a few seconds, show that time passes.
+    if (this.thinking.hidden) { clearInterval(this.clock); this.clock = null; return; }
+    if (!this.clock) {
+      const since = Date.now();
+      this.clock = setInterval(() => {
+        const seconds = Math.round((Date.now() - since) / 1000);
+        this.thinking.querySelector(".thinking-time").textContent = seconds >= 3 && !this.reconnecting ? `${seconds} s` : "";
+        if (this.stale()) { clearInterval(this.clock); this.clock = null; }
+      }, 1000);
+    }
   }
 
   // The stream broke off (network, server restart): say so while re-joining; the next event clears it.
@@ -573,6 +586,7 @@ class LiveAnswer {
 
   detach() {
     this.detached = true;
+    clearInterval(this.clock);
     this.controller.abort();
   }
 }
