@@ -144,6 +144,24 @@ class TestLogout:
         await expect(page.locator("#login-view")).to_be_visible()
         assert "PINEAPPLE" not in await page.content()
 
+    async def test_logout_with_an_expiring_access_token_still_revokes(self, live: Live, page: Any) -> None:
+        await register(page, live.url)
+        await page.evaluate("state.auth.expiresAt = Date.now() + 1000")
+        await page.get_by_role("button", name="Settings").first.click()
+        await expect(page.locator("#panel")).to_contain_text("No API keys")
+        await page.evaluate("state.auth.expiresAt = Date.now() + 1000")
+
+        async with page.expect_response("**/api/v1/auth/logout") as answered:
+            await page.get_by_role("button", name="Log out").click()
+
+        response = await answered.value
+        assert response.status == 204
+        sent = json.loads(response.request.post_data or "{}")["refresh_token"]
+        async with live.harness.client() as http:
+            reused = await http.post("/api/v1/auth/refresh", json={"refresh_token": sent})
+        assert reused.status_code == 401
+        await expect(page.locator("#login-view")).to_be_visible()
+
 
 class TestDeleteAccount:
     async def test_delete_account(self, live: Live, fake: FakeChatModel, page: Any) -> None:

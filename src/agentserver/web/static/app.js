@@ -1254,7 +1254,7 @@ function clearEverything() {
   if (state.turn) state.turn.detach();
   clearTimeout(refreshTimer);
   clearTimeout(state.filesTimer);
-  Object.assign(state, { auth: null, user: null, sessions: [], sessionId: null, filter: "", turn: null, assistants: [], assistantId: "", files: [] });
+  Object.assign(state, { auth: null, user: null, sessions: [], sessionId: null, filter: "", turn: null, loading: null, assistants: [], assistantId: "", files: [] });
   sessionStorage.clear();
   for (const dialog of document.querySelectorAll("dialog")) if (dialog.open) dialog.close();
   for (const id of ["messages", "sessions", "panel-body", "banner", "sessions-empty", "user-email", "composer-hint", "confirm-text", "session-assistant"]) $(id).replaceChildren();
@@ -1273,6 +1273,8 @@ function showLogin(message) {
 }
 
 async function logout() {
+  // An access token about to expire is renewed first: the logout call needs a valid one to revoke the refresh token.
+  if (state.auth && state.auth.expiresAt - Date.now() < 30e3) await refreshTokens().catch(() => {});
   const auth = state.auth;
   if (auth) {
     try {
