@@ -22,6 +22,7 @@ OUR_TABLES = {
     "chat_bindings",
     "usage_counters",
     "user_quotas",
+    "assistants",
 }
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentserver.admin.errors import UserNotFound
 from agentserver.admin.service import admin as admin_service
+from agentserver.agent.assistants import AssistantsFileError, load_assistants_file
 from agentserver.chat import terminal
 from agentserver.config import Settings, get_settings
 from agentserver.kit import migrations
@@ -74,6 +75,15 @@ def read_settings() -> Settings:
         typer.echo("agentserver: invalid configuration:\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
     return settings
+
+
+def check_assistants_file(settings: Settings) -> None:
+    """Refuse to start, in one readable line, with an assistants file that cannot be used (exit 2)."""
+    try:
+        load_assistants_file(settings.assistants_file)
+    except AssistantsFileError as exc:
+        typer.echo(f"agentserver: invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @contextmanager
@@ -172,6 +182,7 @@ def serve(
         os.environ["RUN_WORKER_ENABLED"] = "false"  # read by create_app() in every uvicorn worker process
         get_settings.cache_clear()
     settings = load_settings()
+    check_assistants_file(settings)
     if workers > 1 and not settings.database_url:
         typer.echo("agentserver: --workers > 1 needs DATABASE_URL (the embedded database is per process)", err=True)
         raise typer.Exit(2)
@@ -218,6 +229,7 @@ def worker(
 ) -> None:
     """Execute runs and background jobs without serving HTTP (scale workers apart from the API)."""
     settings = load_settings()
+    check_assistants_file(settings)
     if not settings.database_url:
         typer.echo("agentserver: `worker` needs DATABASE_URL (the embedded database belongs to `serve`)", err=True)
         raise typer.Exit(2)

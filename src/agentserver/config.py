@@ -162,6 +162,21 @@ class Settings(BaseSettings):
     # Tools whose calls wait for a human decision (POST /api/v1/runs/{id}/resume) before they run.
     tools_requiring_approval: CommaList = []
 
+    # --- assistants and MCP tools (agent/assistants.py, agent/mcp.py) --------------------------------------
+    # The deployment's assistants and MCP servers (YAML, or TOML for *.toml); unset: the built-in `agent`
+    # and `researcher`. Validated at start: a bad file stops start-up naming the file, assistant and field.
+    assistants_file: Path | None = None
+    # Tools users' own assistants may have; empty: the built-ins plus every configured MCP server's tools.
+    user_assistant_tools: CommaList = []
+    # An MCP tool call that takes longer is abandoned and the model is told it timed out.
+    mcp_tool_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
+    # Characters of an MCP tool's result given to the model (the rest is cut, and the model told so).
+    mcp_max_result_chars: int = Field(default=4000, ge=100, le=100_000)
+    # How long an MCP server gets to start and list its tools; one that does not is left out (logged).
+    mcp_start_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    # Compiled agent graphs kept per (assistant, version): users' assistants beyond this are rebuilt on use.
+    assistant_graph_cache_size: int = Field(default=128, ge=1, le=10_000)
+
     # --- memory --------------------------------------------------------------------------------
     memory_enabled: bool = True
     embedding_provider: Literal["local", "openai"] = "local"
@@ -203,6 +218,7 @@ class Settings(BaseSettings):
         "trusted_proxies",
         "fallback_models",
         "tools_requiring_approval",
+        "user_assistant_tools",
         "admin_emails",
         mode="before",
     )(_split_commas)

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from agentserver import health, web
 from agentserver.admin import endpoints as admin_endpoints
 from agentserver.agent_protocol import endpoints as agent_protocol_endpoints
+from agentserver.assistants import endpoints as assistants_endpoints
 from agentserver.auth import api_key_endpoints
 from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     app.include_router(auth_endpoints.router)
     app.include_router(api_key_endpoints.router)
     app.include_router(sessions_endpoints.router)
+    app.include_router(assistants_endpoints.router)
     app.include_router(chat_endpoints.router)
     app.include_router(runs_endpoints.router)
     app.include_router(web.router)

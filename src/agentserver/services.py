@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agentserver.agent.assistants import load_assistants_file
 from agentserver.agent.runtime import AgentRuntime, open_agent
 from agentserver.cache import ResponseCache
 from agentserver.config import Settings
@@ -104,6 +105,8 @@ async def open_services(
 ) -> Services:
     # Tracing first (its instrumentations must see the clients and pools being created) and closed last
     # (the final spans are flushed after everything else stopped). None: off, nothing created.
+    # The assistants file first: a mistake in it stops start-up before anything is started.
+    assistants_config = load_assistants_file(settings.assistants_file)
     tracing = tracing or Tracing.from_settings(settings)
     if tracing is not None:
         tracing.start()
@@ -151,7 +154,7 @@ async def open_services(
     if settings.memory_enabled:
         log.info("app.starting", step="memory", detail="loading the embedding model and mem0: a few seconds")
     memory = await open_memory(settings, database_url, llm, stack)
-    agent = await open_agent(settings, database_url, llm, stack, cache=cache)
+    agent = await open_agent(settings, database_url, llm, stack, cache=cache, config=assistants_config)
     live_runs = LiveRuns()
     erasure = Erasure(
         sessionmaker=sessionmaker,
@@ -189,7 +192,7 @@ async def open_services(
         if memory is not None:
             handlers.register(MEMORY_EXTRACT_JOB, extraction_handler(memory, sessionmaker))
         executor = RunExecutor(
-            graph=agent.graph,
+            agents=agent.graphs,
             sessionmaker=sessionmaker,
             event_log=event_log,
             live_runs=live_runs,

@@ -196,6 +196,19 @@ class TestAuthenticate:
         assert response.status_code == 401
         assert response.json() == BAD_KEY
 
+    async def test_a_disabled_users_key_is_401(
+        self, client: httpx.AsyncClient, auth_headers: dict[str, str], user: User, session: AsyncSession
+    ) -> None:
+        key = await _key(client, auth_headers)
+        assert (await client.get(ME, headers={"x-api-key": key})).status_code == 200
+        await session.execute(update(User).where(User.id == user.id).values(disabled_at=datetime.now(UTC)))
+        await session.commit()
+
+        response = await client.get(ME, headers={"x-api-key": key})
+
+        assert response.status_code == 401
+        assert response.json() == BAD_KEY
+
     async def test_a_deleted_users_key_is_401(self, client: httpx.AsyncClient, auth_headers: dict[str, str]) -> None:
         key = await _key(client, auth_headers)
         assert (await client.delete(ME, headers={"x-api-key": key})).status_code == 204

@@ -241,3 +241,37 @@ class TestChatTurnsUseMemory:
         assert await memory.count(user_id) == 200
         assert len(section.splitlines()) == settings.memory_top_k
         assert len(section) <= settings.memory_max_chars
+
+    async def test_an_assistant_without_memory_neither_recalls_nor_extracts(
+        self, app_state: tuple[FastAPI, dict[str, Any]]
+    ) -> None:
+        app, state = app_state
+        memory: MemoryService = state["memory"]
+        fake = state["llm"].fake
+        user_id, headers = await _new_user(state)
+        fake.set_script(["Noted.", extraction("User is vegetarian"), "Anything you like."])
+
+        async with _client(app, state) as http:
+            remembering = (await http.post("/api/v1/sessions", json={}, headers=headers)).json()["id"]
+            await http.post(
+                "/api/v1/chatbot/chat", json={"session_id": remembering, "message": "I am vegetarian"}, headers=headers
+            )
+            await drain_jobs(state["sessionmaker"])
+            created = await http.post(
+                "/api/v1/assistants", json={"name": "forgetful", "memory": False}, headers=headers
+            )
+            forgetful = (
+                await http.post("/api/v1/sessions", json={"assistant_id": "forgetful"}, headers=headers)
+            ).json()["id"]
+            second = await http.post(
+                "/api/v1/chatbot/chat",
+                json={"session_id": forgetful, "message": "I am also allergic to nuts. What should I cook?"},
+                headers=headers,
+            )
+            await drain_jobs(state["sessionmaker"])
+
+        assert created.status_code == 201
+        assert second.json()["message"] == "Anything you like."
+        assert _memory_section(fake.prompts[-1]) == "(nothing yet)"  # the stored fact is not recalled
+        assert len(fake.calls) == 3  # two answers and the first turn's extraction: none for the second
+        assert [item.text for item in await memory.list(user_id)] == ["User is vegetarian"]

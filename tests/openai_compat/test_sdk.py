@@ -32,7 +32,11 @@ class TestModels:
     async def test_the_assistants_are_the_models(self, caller: Caller) -> None:
         page = await caller.openai.models.list()
 
-        assert [(m.id, m.object, m.owned_by) for m in page.data] == [("agent", "model", "agentserver")]
+        # The package's default assistants (assistants.default.yaml), the default first.
+        assert [(m.id, m.object, m.owned_by) for m in page.data] == [
+            ("agent", "model", "agentserver"),
+            ("researcher", "model", "agentserver"),
+        ]
 
     async def test_one_model(self, caller: Caller) -> None:
         model = await caller.openai.models.retrieve("agent")

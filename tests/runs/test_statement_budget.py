@@ -31,6 +31,7 @@ BUDGET = 14
 BACKGROUND = (
     "GROUP BY jobs.kind",
     "heartbeat_at < now()",
+    "SET heartbeat_at=now()",
     "DELETE FROM run_events WHERE run_id IN (SELECT id FROM runs WHERE ended_at",
     "FROM jobs j WHERE j.status",
     "typeinfo_tree",
@@ -45,7 +46,15 @@ async def budget_harness(
 ) -> AsyncIterator[ChatHarness]:
     if postgres_server is None:
         pytest.skip("counts statements with the embedded server's pg_stat_statements")
-    settings = await own_database_settings("agentserver_statements", memory_enabled=False, search_provider="none")
+    # The worker's timers slowed down: on a loaded machine the turns take longer and polls, heartbeats and
+    # the reaper would count by the second, not by the turn.
+    settings = await own_database_settings(
+        "agentserver_statements",
+        memory_enabled=False,
+        search_provider="none",
+        run_poll_seconds=60.0,
+        run_heartbeat_seconds=30.0,
+    )
     harness, lifespan = await start_harness(settings)
     sessionmaker: async_sessionmaker[AsyncSession] = harness.state["sessionmaker"]
     async with autocommit(engine_of(sessionmaker)) as conn:

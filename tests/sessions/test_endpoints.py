@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentserver.agent.assistants import DEFAULT_ASSISTANT_ID
 from agentserver.models import ChatSession, Message, User
 from agentserver.sessions.repository import ChatSessionRepository
 from agentserver.sessions.service import SessionDeletion
@@ -33,8 +34,9 @@ class TestCreateSession:
 
         assert response.status_code == 201
         body = response.json()
-        assert set(body) == {"id", "name", "created_at", "updated_at"}
+        assert set(body) == {"id", "name", "assistant_id", "created_at", "updated_at"}
         assert body["name"] == "New chat"
+        assert body["assistant_id"] == str(DEFAULT_ASSISTANT_ID)
         stored = await session.get(ChatSession, uuid.UUID(body["id"]))
         assert stored is not None
         assert stored.user_id == user.id

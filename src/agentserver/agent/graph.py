@@ -45,7 +45,7 @@ from langgraph.types import interrupt
 
 from agentserver.agent import summarize
 from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget, turn_starts
-from agentserver.agent.prompts import SystemPrompt, render_system_prompt
+from agentserver.agent.prompts import SYSTEM_TEMPLATE, SystemPrompt, render_system_prompt
 from agentserver.agent.state import AgentState, TurnContext
 from agentserver.agent.tools import run_tool_call
 from agentserver.cache import ResponseCache, request_key
@@ -82,6 +82,8 @@ class AgentDeps:
     # instructions and the conversation so far form a prefix the server can cache. Off for providers that
     # only take one leading system message (Anthropic): the context is appended to the instructions.
     context_in_place: bool = True
+    # The static instructions: the server's, then the assistant's own (prompts.with_instructions).
+    instructions: str = SYSTEM_TEMPLATE
 
     @property
     def keep_turns(self) -> int:
@@ -167,6 +169,7 @@ def build_graph(
             long_term_memory=await context.long_term_memory() if context else "",
             conversation_summary=state.get("summary", ""),
             latest_user_message=_latest_user_text(history),
+            instructions=deps.instructions,
         )
         messages = model_input(prompt, history, deps.context_in_place)
         options = dict(context.model_options) if context else {}

@@ -17,10 +17,12 @@ from fastapi import APIRouter
 from langgraph.version import __version__ as langgraph_version
 
 from agentserver.agent.assistants import Assistant, list_assistants
+from agentserver.agent.runtime import AgentRuntime
 from agentserver.agent_protocol import run_endpoints, thread_endpoints
 from agentserver.agent_protocol.schemas import AssistantCount, AssistantRead, AssistantSearch, GraphSchemas, Info
-from agentserver.agent_protocol.service import AssistantNotFound, agent_runs
+from agentserver.agent_protocol.service import agent_runs
 from agentserver.agent_protocol.threads import Graph
+from agentserver.assistants.errors import AssistantNotFound
 from agentserver.auth.dependencies import CurrentUser
 from agentserver.kit.db import SessionDep
 from agentserver.kit.errors import Unauthorized
@@ -50,7 +52,7 @@ def _assistant_read(assistant: Assistant) -> AssistantRead:
         config={},
         context={},
         metadata=assistant.metadata,
-        version=1,
+        version=assistant.version,
         created_at=assistant.created_at,
         updated_at=assistant.updated_at,
     )
@@ -65,23 +67,27 @@ def _matches(assistant: Assistant, metadata: dict[str, Any] | None, graph_id: st
 
 
 @router.post("/assistants/search", summary="The caller's assistants")
-async def search_assistants(body: AssistantSearch, user: CurrentUser, session: SessionDep) -> list[AssistantRead]:
-    found = [a for a in await list_assistants(session, user.id) if _matches(a, body.metadata, body.graph_id, body.name)]
+async def search_assistants(
+    body: AssistantSearch, user: CurrentUser, session: SessionDep, agent: AgentDep
+) -> list[AssistantRead]:
+    listed = await list_assistants(agent.catalog, session, user.id)
+    found = [a for a in listed if _matches(a, body.metadata, body.graph_id, body.name)]
     return [_assistant_read(a) for a in found[body.offset : body.offset + body.limit]]
 
 
 @router.post("/assistants/count", summary="How many assistants match")
-async def count_assistants(body: AssistantCount, user: CurrentUser, session: SessionDep) -> int:
-    return sum(_matches(a, body.metadata, body.graph_id, body.name) for a in await list_assistants(session, user.id))
+async def count_assistants(body: AssistantCount, user: CurrentUser, session: SessionDep, agent: AgentDep) -> int:
+    listed = await list_assistants(agent.catalog, session, user.id)
+    return sum(_matches(a, body.metadata, body.graph_id, body.name) for a in listed)
 
 
-async def _assistant(session: Any, user: User, assistant_id: str) -> Assistant:
-    return await agent_runs.assistant(session, user.id, assistant_id)
+async def _assistant(session: Any, agent: AgentRuntime, user: User, assistant_id: str) -> Assistant:
+    return await agent_runs.assistant(agent.catalog, session, user.id, assistant_id)
 
 
 @router.get("/assistants/{assistant_id}", summary="One assistant", responses={404: AssistantNotFound.schema()})
-async def get_assistant(assistant_id: str, user: CurrentUser, session: SessionDep) -> AssistantRead:
-    return _assistant_read(await _assistant(session, user, assistant_id[:256]))
+async def get_assistant(assistant_id: str, user: CurrentUser, session: SessionDep, agent: AgentDep) -> AssistantRead:
+    return _assistant_read(await _assistant(session, agent, user, assistant_id[:256]))
 
 
 @lru_cache(maxsize=4)
@@ -98,7 +104,7 @@ def _graph_json(graph: Graph, xray: bool) -> dict[str, Any]:
 async def get_assistant_graph(
     assistant_id: str, user: CurrentUser, session: SessionDep, agent: AgentDep, xray: bool = False
 ) -> dict[str, Any]:
-    await _assistant(session, user, assistant_id[:256])
+    await _assistant(session, agent, user, assistant_id[:256])
     return _graph_json(agent.graph, xray)
 
 
@@ -129,7 +135,7 @@ def _schemas(graph: Graph, graph_id: str) -> GraphSchemas:
 async def get_assistant_schemas(
     assistant_id: str, user: CurrentUser, session: SessionDep, agent: AgentDep
 ) -> GraphSchemas:
-    assistant = await _assistant(session, user, assistant_id[:256])
+    assistant = await _assistant(session, agent, user, assistant_id[:256])
     return _schemas(agent.graph, assistant.graph_id)
 
 

@@ -185,6 +185,7 @@ async def _start(context: RunContext, thread_id: uuid.UUID | None, body: RunCrea
         body=body,
         stream_modes=modes,
         validate_args=context.agent.validate_args,
+        catalog=context.agent.catalog,
     )
     structlog.contextvars.bind_contextvars(session_id=str(started.thread_id), run_id=str(started.run_id))
     return started
@@ -321,6 +322,7 @@ async def list_thread_runs(
     thread_id: uuid.UUID,
     user: CurrentUser,
     session: SessionDep,
+    agent: AgentDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     status: Annotated[
@@ -330,7 +332,7 @@ async def list_thread_runs(
     threads = ThreadRepository.from_session(session)
     if await threads.get(user.id, thread_id) is None:
         raise ThreadNotFound()
-    assistant = await assistant_of_session(session, user.id, thread_id)
+    assistant = await assistant_of_session(agent.catalog, session, user.id, thread_id)
     listed = [run_read(run, assistant) for run in await threads.runs(user.id, thread_id, limit=limit, offset=offset)]
     return [run for run in listed if status is None or run.status == status]
 
@@ -338,9 +340,11 @@ async def list_thread_runs(
 @router.get(
     "/threads/{thread_id}/runs/{run_id}", summary="One run of the thread", responses={404: RunNotFoundInThread.schema()}
 )
-async def get_thread_run(thread_id: uuid.UUID, run_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> RunRead:
+async def get_thread_run(
+    thread_id: uuid.UUID, run_id: uuid.UUID, user: CurrentUser, session: SessionDep, agent: AgentDep
+) -> RunRead:
     run = await agent_runs.get(session, user_id=user.id, thread_id=thread_id, run_id=run_id)
-    return run_read(run, await assistant_of_session(session, user.id, thread_id))
+    return run_read(run, await assistant_of_session(agent.catalog, session, user.id, thread_id))
 
 
 @router.get(
@@ -352,7 +356,7 @@ async def get_thread_run(thread_id: uuid.UUID, run_id: uuid.UUID, user: CurrentU
 async def join_thread_run(thread_id: uuid.UUID, run_id: uuid.UUID, context: RunContextDep) -> StreamingResponse:
     async with session_scope(context.sessionmaker) as db:
         await agent_runs.get(db, user_id=context.user.id, thread_id=thread_id, run_id=run_id)
-        assistant = await assistant_of_session(db, context.user.id, thread_id)
+        assistant = await assistant_of_session(context.agent.catalog, db, context.user.id, thread_id)
     started = Started(run_id, thread_id, assistant, fresh=False)
     return StreamingResponse(_wait_body(context, started), media_type="application/json")
 
@@ -413,5 +417,5 @@ async def cancel_thread_run(
                 break
     async with session_scope(context.sessionmaker) as db:
         run = await agent_runs.get(db, user_id=user.id, thread_id=thread_id, run_id=run_id)
-        assistant = await assistant_of_session(db, user.id, thread_id)
+        assistant = await assistant_of_session(context.agent.catalog, db, user.id, thread_id)
     return run_read(run, assistant)

@@ -17,16 +17,17 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agentserver.agent.assistants import Assistant, find_assistant
+from agentserver.agent.assistants import Assistant, AssistantCatalog, find_assistant
 from agentserver.agent.jsonable import jsonable
 from agentserver.agent.runtime import AgentRuntime
 from agentserver.agent_protocol.schemas import RunCreate, RunRead
 from agentserver.agent_protocol.schemas import RunStatus as RunStatusName
 from agentserver.agent_protocol.threads import ThreadNotFound, ThreadRepository, interrupts_of, snapshot
+from agentserver.assistants.errors import AssistantNotFound
 from agentserver.chat.schemas import clean_user_text
 from agentserver.config import Settings
 from agentserver.kit.db import session_scope
-from agentserver.kit.errors import AppError, NotFound
+from agentserver.kit.errors import AppError, Conflict, NotFound
 from agentserver.models import ChatSession, MultitaskStrategy, Run, RunStatus
 from agentserver.runs.errors import InvalidResume, RunNotInterrupted
 from agentserver.runs.eventlog import EventLog
@@ -52,11 +53,11 @@ class InvalidRunInput(AppError):
     status_code = 422
 
 
-class AssistantNotFound(NotFound):
-    """No such assistant (id or graph name) for the caller."""
+class ThreadBoundToAnotherAssistant(Conflict):
+    """The thread talks to another assistant (the one its first run named)."""
 
     def __init__(self) -> None:
-        super().__init__("Assistant not found")
+        super().__init__("This thread is bound to another assistant; create a new thread for this one")
 
 
 class RunNotFoundInThread(NotFound):
@@ -169,8 +170,8 @@ class Started:
 
 
 class AgentRunService:
-    async def assistant(self, db: AsyncSession, user_id: uuid.UUID, ref: str) -> Assistant:
-        found = await find_assistant(db, user_id, ref)
+    async def assistant(self, catalog: AssistantCatalog, db: AsyncSession, user_id: uuid.UUID, ref: str) -> Assistant:
+        found = await find_assistant(catalog, db, user_id, ref)
         if found is None:
             raise AssistantNotFound()
         return found
@@ -186,20 +187,35 @@ class AgentRunService:
         body: RunCreate,
         stream_modes: Sequence[str],
         validate_args: ArgsValidator,
+        catalog: AssistantCatalog,
     ) -> Started:
         """Create the run (or resume the thread's paused one); errors are raised before any response starts.
 
         `thread_id` None: a stateless run, on a session of its own (the caller deletes it afterwards)."""
         refuse_unsupported(body)
         async with session_scope(sessionmaker) as db:
-            assistant = await self.assistant(db, user_id, body.assistant_id)
+            assistant = await self.assistant(catalog, db, user_id, body.assistant_id)
             threads = ThreadRepository.from_session(db)
             if thread_id is None:
                 thread_id = uuid.uuid4()
-                db.add(ChatSession(id=thread_id, user_id=user_id, name=STATELESS_SESSION_NAME, thread_metadata={}))
-            elif await threads.get(user_id, thread_id) is None:
-                if body.if_not_exists != "create" or not await threads.create(user_id, thread_id, {}):
+                db.add(
+                    ChatSession(
+                        id=thread_id,
+                        user_id=user_id,
+                        name=STATELESS_SESSION_NAME,
+                        thread_metadata={},
+                        assistant_id=assistant.id,
+                    )
+                )
+            else:
+                if await threads.get(user_id, thread_id) is None and (
+                    body.if_not_exists != "create" or not await threads.create(user_id, thread_id, {})
+                ):
                     raise ThreadNotFound()
+                # A thread is bound to the assistant of its first run; another assistant on it is refused
+                # (its conversation, tools and approvals belong to the first).
+                if await threads.bind_assistant(user_id, thread_id, assistant.id) != assistant.id:
+                    raise ThreadBoundToAnotherAssistant()
             unfinished = await RunRepository.from_session(db).unfinished_in_session(thread_id)
         if body.command is not None:
             waiting = next((r for r in unfinished if r.status is RunStatus.interrupted), None)

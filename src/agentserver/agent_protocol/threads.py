@@ -101,6 +101,18 @@ class ThreadRepository:
         )
         return created is not None
 
+    async def bind_assistant(
+        self, user_id: uuid.UUID, thread_id: uuid.UUID, assistant_id: uuid.UUID
+    ) -> uuid.UUID | None:
+        """Bind the thread to `assistant_id` unless it is bound already; the assistant it is bound to."""
+        bound = await self.session.scalar(
+            update(ChatSession)
+            .where(ChatSession.id == thread_id, ChatSession.user_id == user_id)
+            .values(assistant_id=func.coalesce(ChatSession.assistant_id, assistant_id))
+            .returning(ChatSession.assistant_id)
+        )
+        return bound if isinstance(bound, uuid.UUID) else None
+
     async def merge_metadata(self, user_id: uuid.UUID, thread_id: uuid.UUID, metadata: dict[str, Any]) -> bool:
         """Merge `metadata` into the thread's (top-level keys replaced); False if it is not the user's."""
         merged = func.coalesce(ChatSession.thread_metadata, literal({}, JSONB)).op("||")(literal(metadata, JSONB))

@@ -94,13 +94,14 @@ class ApiKeyRepository:
         return row.first() is not None
 
     async def usable(self, digest: str) -> tuple[ApiKey, User] | None:
-        """The key with this digest and its user, unless it is revoked or expired."""
+        """The key with this digest and its user, unless it is revoked or expired or its user is disabled."""
         statement = (
             select(ApiKey, User)
             .join(User, User.id == ApiKey.user_id)
             .where(
                 ApiKey.key_hash == digest,
                 ApiKey.revoked_at.is_(None),
+                User.disabled_at.is_(None),
                 or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > func.now()),
             )
         )

@@ -152,11 +152,17 @@ class LLMService:
     def model_names(self) -> list[str]:
         return [info.name for info, _ in self._models]
 
-    def chat_model(self, tools: Sequence[BaseTool] = ()) -> Runnable[LanguageModelInput, BaseMessage]:
-        """The default model with `tools` bound, retrying transient errors, then each fallback (tools bound too)."""
-        candidates = [
-            Candidate(info.name, model.bind_tools(list(tools)) if tools else model) for info, model in self._models
-        ]
+    def chat_model(
+        self, tools: Sequence[BaseTool] = (), models: Sequence[str] | None = None
+    ) -> Runnable[LanguageModelInput, BaseMessage]:
+        """The default model with `tools` bound, retrying transient errors, then each fallback (tools bound too).
+
+        `models`: an assistant's own model and fallbacks, by name, in order (among the configured ones)."""
+        chosen = self._models
+        if models:
+            by_name = {info.name: (info, model) for info, model in self._models}
+            chosen = [by_name[name] for name in dict.fromkeys(models) if name in by_name] or self._models
+        candidates = [Candidate(info.name, model.bind_tools(list(tools)) if tools else model) for info, model in chosen]
         return ResilientChatModel(candidates, self.policy, sleep=self._sleep, purpose="chat", gate=self.gate)
 
     def cheap_model(self) -> Runnable[LanguageModelInput, BaseMessage]:

@@ -1,6 +1,7 @@
 """All models, imported here so Alembic's autogenerate and the mappers see every table."""
 
 from agentserver.models.api_key import ApiKey
+from agentserver.models.assistant import UserAssistant
 from agentserver.models.base import Base
 from agentserver.models.chat_binding import ChatBinding
 from agentserver.models.chat_session import ChatSession
@@ -38,6 +39,7 @@ __all__ = [
     "RunStatus",
     "UsageCounter",
     "User",
+    "UserAssistant",
     "UserQuota",
     "UserRole",
 ]

@@ -31,3 +31,6 @@ class ChatSession(IdMixin, TimestampMixin, Base):
     # Free-form key/values of the Agent Server API's threads (a thread is a session): set and searched
     # by its clients. (`metadata` is reserved on declarative classes, hence the attribute's name.)
     thread_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB, nullable=True)
+    # The assistant the session talks to (agent/assistants.py): a deployment assistant's id (those are not
+    # rows, hence no foreign key) or one of the user's; NULL: the deployment's default.
+    assistant_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)

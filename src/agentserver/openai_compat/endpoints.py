@@ -31,7 +31,7 @@ from agentserver.openai_compat.schemas import (
     ModelList,
 )
 from agentserver.openai_compat.service import Reply, Turn, completions
-from agentserver.runs.dependencies import EventLogDep, RunStreamsDep, TasksDep
+from agentserver.runs.dependencies import AgentDep, EventLogDep, RunStreamsDep, TasksDep
 from agentserver.runs.service import runs as runs_service
 from agentserver.runs.transport import KEEP_ALIVE, SSE_HEADERS
 
@@ -46,9 +46,9 @@ def _card(assistant: Assistant) -> ModelCard:
 
 
 @router.get("/models", summary="The assistants, as OpenAI models")
-async def list_models(user: CurrentUser, sessionmaker: SessionmakerDep) -> ModelList:
+async def list_models(user: CurrentUser, sessionmaker: SessionmakerDep, agent: AgentDep) -> ModelList:
     async with session_scope(sessionmaker) as db:
-        assistants = await list_assistants(db, user.id)
+        assistants = await list_assistants(agent.catalog, db, user.id)
     return ModelList(data=[_card(a) for a in assistants])
 
 
@@ -58,10 +58,10 @@ async def list_models(user: CurrentUser, sessionmaker: SessionmakerDep) -> Model
     responses={404: openai_error_schema("No such model (`model_not_found`)")},
 )
 async def get_model(
-    model: Annotated[str, Path(max_length=256)], user: CurrentUser, sessionmaker: SessionmakerDep
+    model: Annotated[str, Path(max_length=256)], user: CurrentUser, sessionmaker: SessionmakerDep, agent: AgentDep
 ) -> ModelCard:
     async with session_scope(sessionmaker) as db:
-        assistant = await find_assistant(db, user.id, model)
+        assistant = await find_assistant(agent.catalog, db, user.id, model)
     if assistant is None:
         raise ModelNotFound(model)
     return _card(assistant)
@@ -91,11 +91,12 @@ async def chat_completions(
     event_log: EventLogDep,
     streams: RunStreamsDep,
     tasks: TasksDep,
+    agent: AgentDep,
     x_session_id: Annotated[str | None, Header(max_length=SESSION_HEADER_MAX)] = None,
     x_openwebui_chat_id: Annotated[str | None, Header(max_length=CHAT_ID_HEADER_MAX)] = None,
 ) -> Response:
     async with session_scope(sessionmaker) as db:
-        assistant = await find_assistant(db, user.id, body.model)
+        assistant = await find_assistant(agent.catalog, db, user.id, body.model)
     if assistant is None:
         raise ModelNotFound(body.model)
     turn = await completions.begin(
@@ -104,6 +105,7 @@ async def chat_completions(
         settings,
         user_id=user.id,
         request=body,
+        assistant=assistant,
         session_header=x_session_id,
         chat_id_header=x_openwebui_chat_id,
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentserver.agent.assistants import Assistant
 from agentserver.config import Settings
 from agentserver.kit.db import session_scope
 from agentserver.kit.errors import AppError, BadRequest, InternalServerError, RelayedError
@@ -141,6 +142,7 @@ class CompletionService:
         *,
         user_id: uuid.UUID,
         request: ChatCompletionRequest,
+        assistant: Assistant,
         session_header: str | None,
         chat_id_header: str | None,
     ) -> Turn:
@@ -152,7 +154,7 @@ class CompletionService:
         if not text.strip():
             raise BadRequest("The last user message must not be empty")
         async with session_scope(sessionmaker) as db:
-            session_id = await self._session(db, user_id, request, session_header, chat_id_header, text)
+            session_id = await self._session(db, user_id, request, session_header, chat_id_header, text, assistant.id)
             paused = await ChatBindingRepository.from_session(db).paused_run(user_id, session_id)
         decision = text.strip().lower().rstrip(".!")
         if paused is not None and decision in APPROVE_WORDS | REJECT_WORDS:
@@ -189,7 +191,10 @@ class CompletionService:
         session_header: str | None,
         chat_id_header: str | None,
         text: str,
+        assistant_id: uuid.UUID,
     ) -> uuid.UUID:
+        """The request's session; a new one is bound to the request's `model` (an existing session keeps the
+        assistant it was created with)."""
         bindings = ChatBindingRepository.from_session(db)
         if session_header is not None:
             try:
@@ -211,10 +216,10 @@ class CompletionService:
             return found
         if key is None or key.kind == "history":
             # A history key is bound once the answer is known (`remember`).
-            return await bindings.create_session(user_id, session_name(text))
+            return await bindings.create_session(user_id, session_name(text), assistant_id)
         # Two first requests of one chat racing: the one that binds first wins, the other's session goes.
         async with db.begin_nested() as savepoint:
-            session_id = await bindings.create_session(user_id, session_name(text))
+            session_id = await bindings.create_session(user_id, session_name(text), assistant_id)
             bound = await bindings.bind_new(user_id, key, session_id)
             if bound != session_id:
                 await savepoint.rollback()

@@ -114,8 +114,8 @@ class ChatBindingRepository:
         )
         return found is not None
 
-    async def create_session(self, user_id: uuid.UUID, name: str) -> uuid.UUID:
-        chat_session = ChatSession(id=uuid.uuid4(), user_id=user_id, name=name)
+    async def create_session(self, user_id: uuid.UUID, name: str, assistant_id: uuid.UUID | None) -> uuid.UUID:
+        chat_session = ChatSession(id=uuid.uuid4(), user_id=user_id, name=name, assistant_id=assistant_id)
         self.session.add(chat_session)
         await self.session.flush()
         return chat_session.id

@@ -32,6 +32,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentserver.agent import checkpoints
+from agentserver.agent.assistants import resolve_assistant
+from agentserver.agent.runtime import AgentGraphs, AssistantAgent
 from agentserver.agent.state import TurnContext
 from agentserver.jobs.repository import WORK_CHANNEL
 from agentserver.kit.db import autocommit, engine_of, is_database_outage, session_scope
@@ -104,7 +106,7 @@ class RunExecutor:
     def __init__(
         self,
         *,
-        graph: CompiledStateGraph[Any, Any, Any, Any],
+        agents: AgentGraphs,
         sessionmaker: async_sessionmaker[AsyncSession],
         event_log: EventLog,
         live_runs: LiveRuns,
@@ -112,7 +114,9 @@ class RunExecutor:
         memory: LongTermMemory | None = None,
         extract_memories: bool = False,
     ) -> None:
-        self.graph = graph
+        self.agents = agents
+        # The assistant each executing run talks to, resolved once when it starts.
+        self._agents: dict[uuid.UUID, AssistantAgent] = {}
         self.sessionmaker = sessionmaker
         self.engine = engine_of(sessionmaker)
         self.log = event_log
@@ -143,6 +147,7 @@ class RunExecutor:
         emitter = RunEmitter(run.id, self.log, live, previous.seq if previous else 0)
         translator = StreamTranslator(emitter, run.stream_modes)
         try:
+            self._agents[run.id] = await self._resolve(run)
             if previous is None:
                 emitter.emit(events.metadata(str(run.id), str(run.session_id)))
             elif previous.name != "approval_required":
@@ -174,6 +179,22 @@ class RunExecutor:
                 await self._fail(run, InternalServerError(), emitter)
         finally:
             await asyncio.shield(self._close(run, emitter, live))
+            self._agents.pop(run.id, None)
+
+    async def _resolve(self, run: ClaimedRun) -> AssistantAgent:
+        """The run's assistant: from the cache (the claim brought its id and version), or read once."""
+        agent = self.agents.cached(run.assistant_id, run.assistant_version)
+        if agent is not None:
+            return agent
+        async with session_scope(self.sessionmaker) as db:
+            assistant = await resolve_assistant(self.agents.catalog, db, run.user_id, run.assistant_id)
+        return await self.agents.get(assistant)
+
+    def _agent(self, run: ClaimedRun) -> AssistantAgent:
+        return self._agents.get(run.id) or self.agents.default
+
+    def graph(self, run: ClaimedRun) -> CompiledStateGraph[Any, Any, Any, Any]:
+        return self._agent(run).graph
 
     # --- the graph ------------------------------------------------------------------------------------------
     def config(self, run: ClaimedRun) -> Any:
@@ -183,6 +204,7 @@ class RunExecutor:
 
     async def _stream(self, run: ClaimedRun, translator: StreamTranslator) -> None:
         memory_task = asyncio.create_task(self._memory_section(run))
+        tracing.annotate({"agentserver.assistant": self._agent(run).assistant.name})
         context = TurnContext(
             user_id=run.user_id,
             session_id=run.session_id,
@@ -196,7 +218,7 @@ class RunExecutor:
             graph_input = {"messages": [HumanMessage(run.text, id=str(run.user_message_id))], "tool_rounds": 0}
         try:
             item: Any
-            async for item in self.graph.astream(
+            async for item in self.graph(run).astream(
                 graph_input, self.config(run), context=context, stream_mode=STREAM_MODES, durability=DURABILITY
             ):
                 mode, data = item
@@ -205,7 +227,7 @@ class RunExecutor:
             memory_task.cancel()
 
     async def _memory_section(self, run: ClaimedRun) -> str:
-        if self.memory is None or not run.text:
+        if self.memory is None or not run.text or not self._agent(run).memory:
             return ""
         try:
             return await self.memory.prompt_section(run.user_id, run.text)
@@ -217,7 +239,7 @@ class RunExecutor:
     async def _result(self, run: ClaimedRun, translator: StreamTranslator) -> RunResult:
         values = translator.last_values
         if values is None:  # a takeover of a run whose graph had already finished: nothing was streamed
-            values = (await self.graph.aget_state(self.config(run))).values
+            values = (await self.graph(run).aget_state(self.config(run))).values
         messages = run_messages(values.get("messages") or [], run.user_message_id)
         return result_of(messages, translator.extra_usage)
 
@@ -277,6 +299,7 @@ class RunExecutor:
         job = None
         if (
             self.extract_memories
+            and self._agent(run).memory
             and message_id is not None
             and result.finish_reason == "complete"
             and result.content
@@ -343,7 +366,7 @@ class RunExecutor:
         if partial:
             # Keep the checkpointed conversation identical to what the user saw.
             message = AIMessage(partial, response_metadata={"finish_reason": "cancelled"})
-            await self.graph.aupdate_state(self.config(run), {"messages": [message]}, as_node="chat")
+            await self.graph(run).aupdate_state(self.config(run), {"messages": [message]}, as_node="chat")
             translator.last_values = None  # the state changed: read it again
         result = await self._result(run, translator) if partial or translator.last_values else RunResult()
         result.finish_reason = "cancelled"

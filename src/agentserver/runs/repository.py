@@ -41,6 +41,10 @@ class ClaimedRun:
     traceparent: str | None = None  # the W3C trace context of the request that queued it (tracing on)
     model_options: dict[str, Any] | None = None  # parameters of the run's model calls
     stream_modes: tuple[str, ...] = ()  # extra events its client asked for (values, updates, message)
+    # The session's assistant (None: the deployment's default) and, for a user's own, its version: with
+    # both, the compiled graph is found without another query (runtime.AgentGraphs).
+    assistant_id: uuid.UUID | None = None
+    assistant_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,11 @@ _CLAIM = text(
     )
     UPDATE runs SET status = 'running', worker_id = :worker, attempt = runs.attempt + 1, heartbeat_at = now(),
                     started_at = coalesce(runs.started_at, now())
-    FROM candidates WHERE runs.id = candidates.id
+    FROM candidates, chat_sessions s WHERE runs.id = candidates.id AND s.id = runs.session_id
     RETURNING runs.id, runs.session_id, runs.user_id, runs.user_message_id, runs.resume, runs.attempt,
               runs.cancel_requested, runs.traceparent, runs.model_options, runs.stream_modes,
-              (SELECT m.content FROM messages m WHERE m.id = runs.user_message_id) AS text
+              (SELECT m.content FROM messages m WHERE m.id = runs.user_message_id) AS text,
+              s.assistant_id, (SELECT a.version FROM assistants a WHERE a.id = s.assistant_id) AS assistant_version
     """
 )
 
@@ -257,6 +262,8 @@ class RunRepository:
                 traceparent=row["traceparent"],
                 model_options=row["model_options"],
                 stream_modes=tuple(row["stream_modes"] or ()),
+                assistant_id=row["assistant_id"],
+                assistant_version=row["assistant_version"],
             )
             for row in rows
         ]

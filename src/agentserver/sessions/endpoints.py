@@ -7,10 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from agentserver.agent.assistants import find_assistant
+from agentserver.assistants.errors import AssistantNotFound
 from agentserver.auth.dependencies import CurrentUser
 from agentserver.kit.db import SessionDep
 from agentserver.kit.errors import Unauthorized
 from agentserver.kit.pagination import CURSOR_MAX_LENGTH, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
+from agentserver.runs.dependencies import AgentDep
 from agentserver.sessions.schemas import SessionCreate, SessionPage, SessionRead, SessionUpdate
 from agentserver.sessions.service import SessionDeletionHook, SessionNotFound
 from agentserver.sessions.service import chat_session as chat_session_service
@@ -18,9 +21,22 @@ from agentserver.sessions.service import chat_session as chat_session_service
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], responses={401: Unauthorized.schema()})
 
 
-@router.post("", response_model=SessionRead, status_code=status.HTTP_201_CREATED, summary="Start a chat session")
-async def create_session(body: SessionCreate, user: CurrentUser, session: SessionDep) -> SessionRead:
-    chat_session = await chat_session_service.create(session, user, name=body.name)
+@router.post(
+    "",
+    response_model=SessionRead,
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a chat session (with an assistant)",
+    responses={404: AssistantNotFound.schema()},
+)
+async def create_session(body: SessionCreate, user: CurrentUser, session: SessionDep, agent: AgentDep) -> SessionRead:
+    catalog = agent.catalog
+    if body.assistant_id is None:
+        assistant = catalog.default
+    elif (found := await find_assistant(catalog, session, user.id, body.assistant_id)) is not None:
+        assistant = found
+    else:
+        raise AssistantNotFound()
+    chat_session = await chat_session_service.create(session, user, name=body.name, assistant_id=assistant.id)
     return SessionRead.model_validate(chat_session)
 
 

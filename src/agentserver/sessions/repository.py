@@ -48,8 +48,8 @@ class ChatSessionRepository:
         statement = select(ChatSession.id).where(ChatSession.user_id == user_id)
         return list((await self.session.execute(statement)).scalars().all())
 
-    async def create(self, user: User, *, name: str) -> ChatSession:
-        chat_session = ChatSession(user_id=user.id, name=name)
+    async def create(self, user: User, *, name: str, assistant_id: uuid.UUID | None = None) -> ChatSession:
+        chat_session = ChatSession(user_id=user.id, name=name, assistant_id=assistant_id)
         self.session.add(chat_session)
         await self.session.flush()
         # Server-side defaults (timestamps) are loaded now, while we are in async code.

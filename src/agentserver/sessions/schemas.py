@@ -31,6 +31,12 @@ class SessionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: SessionName | None = Field(default=None, description=f'Defaults to "{DEFAULT_SESSION_NAME}"')
+    assistant_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The assistant (id or name) the session talks to, for good; default: the deployment's default",
+    )
 
 
 class SessionUpdate(BaseModel):
@@ -44,6 +50,7 @@ class SessionRead(BaseModel):
 
     id: uuid.UUID
     name: str
+    assistant_id: uuid.UUID | None = Field(description="The session's assistant; null: the deployment's default")
     created_at: datetime
     updated_at: datetime
 

@@ -40,8 +40,13 @@ class SessionNotFound(NotFound):
 
 
 class ChatSessionService:
-    async def create(self, session: AsyncSession, user: User, *, name: str | None) -> ChatSession:
-        chat_session = await ChatSessionRepository.from_session(session).create(user, name=name or DEFAULT_SESSION_NAME)
+    async def create(
+        self, session: AsyncSession, user: User, *, name: str | None, assistant_id: uuid.UUID | None = None
+    ) -> ChatSession:
+        """A new session, bound to `assistant_id` (one the caller may use: see agent.assistants.find_assistant)."""
+        chat_session = await ChatSessionRepository.from_session(session).create(
+            user, name=name or DEFAULT_SESSION_NAME, assistant_id=assistant_id
+        )
         log.info("sessions.created", session_id=str(chat_session.id))
         return chat_session
 

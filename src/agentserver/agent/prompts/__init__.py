@@ -40,8 +40,21 @@ def language_rule(latest_user_message: str) -> str:
     return "Answer in the language of the user's latest message."
 
 
+def with_instructions(extra: str) -> str:
+    """The static instructions with an assistant's own after them (both static: the cached prefix grows)."""
+    extra = extra.strip()
+    if not extra:
+        return SYSTEM_TEMPLATE
+    return f"{SYSTEM_TEMPLATE}\n# Instructions of this assistant\n{extra}\n"
+
+
 def render_system_prompt(
-    *, long_term_memory: str, conversation_summary: str, latest_user_message: str = "", now: datetime | None = None
+    *,
+    long_term_memory: str,
+    conversation_summary: str,
+    latest_user_message: str = "",
+    now: datetime | None = None,
+    instructions: str = SYSTEM_TEMPLATE,
 ) -> SystemPrompt:
     now = now or datetime.now(UTC)
     # str.replace, not str.format: memory and summaries are user-derived text and may contain braces.
@@ -51,4 +64,4 @@ def render_system_prompt(
         .replace("{conversation_summary}", conversation_summary.strip() or NOTHING_YET)
         .replace("{language_rule}", language_rule(latest_user_message))
     )
-    return SystemPrompt(SYSTEM_TEMPLATE, context)
+    return SystemPrompt(instructions, context)

@@ -33,6 +33,12 @@ log = structlog.get_logger(__name__)
 
 TOOL_TIMEOUT_SECONDS = 20.0
 MAX_TOOL_OUTPUT_CHARS = 4000
+# A tool's own time limit (e.g. MCP_TOOL_TIMEOUT_SECONDS), in its metadata; TOOL_TIMEOUT_SECONDS otherwise.
+TIMEOUT_METADATA_KEY = "timeout_seconds"
+
+
+class ToolError(Exception):
+    """A tool failed in a way its message explains to the model (e.g. an MCP server's error result)."""
 
 
 class CalculatorArgs(BaseModel):
@@ -92,7 +98,7 @@ def build_tools(*, search: SearchBackend | None, weather: OpenMeteo | None) -> l
 
 
 # Failures whose message is written for the model; anything else is logged and reported generically.
-_EXPECTED_ERRORS = (CalculatorError, WeatherError)
+_EXPECTED_ERRORS = (CalculatorError, WeatherError, ToolError)
 
 
 async def run_tool_call(tools: Sequence[BaseTool], call: ToolCall) -> ToolMessage:
@@ -119,8 +125,9 @@ async def _run_tool_call(tools: Sequence[BaseTool], name: str, call_id: str, cal
         )
     started = time.perf_counter()
     outcome, content = "success", ""
+    timeout = float((tool.metadata or {}).get(TIMEOUT_METADATA_KEY, TOOL_TIMEOUT_SECONDS))
     try:
-        result: Any = await asyncio.wait_for(tool.ainvoke(call.get("args") or {}), TOOL_TIMEOUT_SECONDS)
+        result: Any = await asyncio.wait_for(tool.ainvoke(call.get("args") or {}), timeout)
         content = str(result)
     except ValidationError as exc:
         outcome = "error"
@@ -138,7 +145,7 @@ async def _run_tool_call(tools: Sequence[BaseTool], name: str, call_id: str, cal
         )
     except TimeoutError:
         outcome = "timeout"
-        content = f"Error: {name} timed out."
+        content = f"Error: {name} did not answer within {timeout:g} seconds."
     except Exception:
         outcome = "error"
         log.exception("tool.failed", tool=name)

@@ -1,0 +1,1 @@
+"""`/api/v1/assistants`: the deployment's assistants (read only) and the caller's own (CRUD)."""
