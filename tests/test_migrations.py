@@ -23,6 +23,10 @@ OUR_TABLES = {
     "usage_counters",
     "user_quotas",
     "assistants",
+    "files",
+    "file_chunks",
+    "file_chunk_vectors_minilm",
+    "file_chunk_vectors_use",
 }
 
 

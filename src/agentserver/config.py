@@ -187,6 +187,28 @@ class Settings(BaseSettings):
     # A slow memory store must not stall a chat turn: past this, the turn goes on without memories.
     memory_search_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    # --- documents (documents/): uploads, ingestion, search_documents --------------------------------------
+    documents_enabled: bool = True
+    # Largest upload, counted while it streams (refused with 413 as soon as it passes, never buffered whole).
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # All of a user's stored files together; an upload past it is refused with 413 StorageQuotaExceeded.
+    max_files_bytes_per_user: int = Field(default=500 * 1024 * 1024, ge=1024)
+    # Where uploaded bytes live: `local` (AGENTSERVER_DATA_DIR/files/<user>/<file>). An S3-compatible store is
+    # an implementation of documents/storage.py's FileStorage protocol (not shipped yet).
+    file_storage: Literal["local"] = "local"
+    # The embedder of document chunks (each has its own vector table; switching needs files re-ingested):
+    # `use` (multilingual, Korean + English) or `minilm` (English). See bench/results/embeddings.md.
+    documents_embedder: Literal["use", "minilm"] = "use"
+    # Chunks are this many embedder tokens (MiniLM reads up to 256), consecutive chunks share the overlap.
+    documents_chunk_tokens: int = Field(default=200, ge=32, le=256)
+    documents_chunk_overlap_tokens: int = Field(default=40, ge=0, le=128)
+    # A PDF longer than this is refused at ingestion (failed, with the reason).
+    documents_max_pages: int = Field(default=1000, ge=1)
+    # A file that makes more chunks than this is refused at ingestion (failed, with the reason): embedding
+    # is ~25 ms a chunk on one core, and a user's jobs run one at a time.
+    documents_max_chunks: int = Field(default=5000, ge=1)
+    documents_search_top_k: int = Field(default=5, ge=1, le=20)
+
     # --- tracing (observability/tracing.py): off, with no exporter and no connection, unless an OTLP endpoint
     # or Langfuse keys are set. The other standard OTEL_* variables (OTEL_TRACES_SAMPLER, ..._ARG,
     # OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_TIMEOUT, ...) are read by the SDK from the environment.

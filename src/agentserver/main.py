@@ -24,6 +24,8 @@ from agentserver.auth import endpoints as auth_endpoints
 from agentserver.auth.security import PasswordHasher
 from agentserver.chat import endpoints as chat_endpoints
 from agentserver.config import Settings, get_settings
+from agentserver.documents import endpoints as documents_endpoints
+from agentserver.documents import erasure as documents_erasure
 from agentserver.kit.errors import install_error_handlers
 from agentserver.kit.hardening import install_request_guards, install_security_headers
 from agentserver.kit.middleware import RequestContextMiddleware
@@ -61,14 +63,18 @@ def lifespan_for(settings: Settings, tracing: Tracing | None = None):  # type: i
                 "llm": services.llm,
                 "agent": services.agent,
                 "memory": services.memory,
+                "documents": services.documents,
                 "listener": services.listener,
                 "event_log": services.event_log,
                 "live_runs": services.live_runs,
                 "run_streams": services.run_streams,
                 "worker": services.worker,
                 "tasks": services.tasks,
-                "user_deletion_hooks": [services.erasure.on_user_deletion],
-                "session_deletion_hooks": [services.erasure.on_session_deletion],
+                "user_deletion_hooks": [services.erasure.on_user_deletion, documents_erasure.on_user_deletion],
+                "session_deletion_hooks": [
+                    services.erasure.on_session_deletion,
+                    documents_erasure.on_session_deletion,
+                ],
             }
             # What exists now (modules, the graph, clients, pools) lives as long as the app: keep it out of
             # the garbage collector, whose full collections otherwise walk it all and stall the event loop
@@ -118,6 +124,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     app.include_router(memory_endpoints.router)
+    app.include_router(documents_endpoints.router)
     app.include_router(openai_endpoints.router)
     app.include_router(agent_protocol_endpoints.router)
     app.include_router(usage_endpoints.router)

@@ -21,6 +21,10 @@ from agentserver.agent.assistants import load_assistants_file
 from agentserver.agent.runtime import AgentRuntime, open_agent
 from agentserver.cache import ResponseCache
 from agentserver.config import Settings
+from agentserver.documents.jobs import Ingestion
+from agentserver.documents.runtime import Documents, open_documents
+from agentserver.documents.search import DocumentSearch
+from agentserver.documents.tool import files_section, search_documents_tool
 from agentserver.erasure import Erasure
 from agentserver.jobs.handlers import JobHandlers
 from agentserver.kit import migrations
@@ -63,6 +67,7 @@ class Services:
     cache: ResponseCache | None
     erasure: Erasure
     tasks: TaskSet
+    documents: Documents | None = None
     worker: Worker | None = None
     readiness_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     optional_checks: dict[str, ReadinessCheck] = field(default_factory=dict)
@@ -154,7 +159,15 @@ async def open_services(
     if settings.memory_enabled:
         log.info("app.starting", step="memory", detail="loading the embedding model and mem0: a few seconds")
     memory = await open_memory(settings, database_url, llm, stack)
-    agent = await open_agent(settings, database_url, llm, stack, cache=cache, config=assistants_config)
+    documents = await open_documents(settings)
+    document_tools = (
+        [search_documents_tool(DocumentSearch(sessionmaker, documents), settings.documents_search_top_k)]
+        if documents is not None
+        else []
+    )
+    agent = await open_agent(
+        settings, database_url, llm, stack, cache=cache, config=assistants_config, extra_tools=document_tools
+    )
     live_runs = LiveRuns()
     erasure = Erasure(
         sessionmaker=sessionmaker,
@@ -178,6 +191,7 @@ async def open_services(
         cache=cache,
         erasure=erasure,
         tasks=TaskSet(),
+        documents=documents,
         readiness_checks={"database": database_ready},
     )
     if redis is not None:
@@ -191,6 +205,8 @@ async def open_services(
         erasure.register(handlers)
         if memory is not None:
             handlers.register(MEMORY_EXTRACT_JOB, extraction_handler(memory, sessionmaker))
+        if documents is not None:
+            Ingestion(documents, sessionmaker).register(handlers)
         executor = RunExecutor(
             agents=agent.graphs,
             sessionmaker=sessionmaker,
@@ -199,6 +215,7 @@ async def open_services(
             worker_id=new_worker_id(),
             memory=memory,
             extract_memories=memory is not None,
+            files=files_section if documents is not None else None,
         )
         services.worker = Worker(
             config=worker_config(settings),

@@ -12,6 +12,7 @@ from agentserver.auth.security import PasswordHasher
 from agentserver.auth.service import UserDeletionHook
 from agentserver.cache import ResponseCache
 from agentserver.config import Settings
+from agentserver.documents.runtime import Documents
 from agentserver.kit.pg_listen import PgListener
 from agentserver.kit.redis import AsyncRedis
 from agentserver.kit.tasks import TaskSet
@@ -44,6 +45,7 @@ class State(TypedDict):
     # Chat models with tools, retries, fallbacks, usage (llm/service.py); None in an API-only process.
     llm: LLMService | None
     agent: AgentRuntime  # the LangGraph agent and its Postgres checkpointer (agent/runtime.py)
+    documents: Documents | None  # uploaded files (documents/); None when DOCUMENTS_ENABLED=false
     memory: MemoryService | None  # long-term memory (memory/service.py); None when MEMORY_ENABLED=false
     listener: PgListener  # LISTEN/NOTIFY wake-ups (new work, cancel requests, new events)
     event_log: EventLog  # every run's events (Redis Streams or PostgreSQL)

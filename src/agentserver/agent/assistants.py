@@ -46,7 +46,8 @@ DEFAULT_GRAPH_ID = "agent"
 # Stable across processes and restarts (LangGraph derives a graph's default assistant id the same way).
 DEFAULT_ASSISTANT_ID = uuid.uuid5(uuid.NAMESPACE_DNS, "agentserver.default-assistant")
 _DEFAULT_CREATED_AT = datetime(2026, 1, 1, tzinfo=UTC)
-BUILTIN_TOOLS = ("calculator", "web_search", "get_weather")
+# search_documents (documents/tool.py) exists when DOCUMENTS_ENABLED; it is bound only on turns with files.
+BUILTIN_TOOLS = ("calculator", "web_search", "get_weather", "search_documents")
 MCP_SEPARATOR = "__"  # an MCP tool's name: <server>__<tool>
 
 NAME_MAX_LENGTH = 64

@@ -46,7 +46,7 @@ from langgraph.types import interrupt
 from agentserver.agent import summarize
 from agentserver.agent.history import drop_dangling_tool_calls, fit_to_budget, turn_starts
 from agentserver.agent.prompts import SYSTEM_TEMPLATE, SystemPrompt, render_system_prompt
-from agentserver.agent.state import AgentState, TurnContext
+from agentserver.agent.state import AgentState, TurnContext, reset_current_turn, set_current_turn
 from agentserver.agent.tools import run_tool_call
 from agentserver.cache import ResponseCache, request_key
 from agentserver.llm.usage import usage_of
@@ -62,6 +62,8 @@ GIVE_UP_MESSAGE = (
 )
 TOOL_NOT_RUN = "Not run: the tool round limit for this turn was reached."
 TOOL_DECLINED = "Not run: the user declined this tool call."
+# Tools that act on the user's uploaded files (documents/tool.py): bound only when the session has some.
+FILE_TOOLS = frozenset({"search_documents"})
 
 
 @dataclass(frozen=True)
@@ -140,12 +142,15 @@ def build_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     # Bound once, on first use (an API-only process builds the graph but has no model): binding the tools
     # converts every tool's schema, which is not free on each model call.
-    bound: list[ChatModel] = []
+    bound: dict[bool, ChatModel] = {}
+    without_files = [tool for tool in deps.tools if tool.name not in FILE_TOOLS]
 
-    def chat_model() -> ChatModel:
-        if not bound:
-            bound.append(deps.chat_model(deps.tools))
-        return bound[0]
+    def chat_model(has_files: bool) -> ChatModel:
+        # Tools over the user's files are offered only on turns whose session has files: a small model
+        # offered a tool it cannot use well tends to call it anyway.
+        if has_files not in bound:
+            bound[has_files] = deps.chat_model(deps.tools if has_files else without_files)
+        return bound[has_files]
 
     async def summarize_node(state: AgentState) -> dict[str, Any]:
         folded, _ = summarize.split_for_summary(state.get("messages") or [], deps.summary_after_turns, deps.keep_turns)
@@ -165,25 +170,27 @@ def build_graph(
     async def chat_node(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         context = runtime.context
         history = fit_to_budget(drop_dangling_tool_calls(state.get("messages") or []), deps.max_history_chars)
+        files = await context.files() if context else ""
         prompt = render_system_prompt(
             long_term_memory=await context.long_term_memory() if context else "",
             conversation_summary=state.get("summary", ""),
             latest_user_message=_latest_user_text(history),
+            files=files,
             instructions=deps.instructions,
         )
         messages = model_input(prompt, history, deps.context_in_place)
         options = dict(context.model_options) if context else {}
         cache, key = deps.cache, ""
         if cache is not None and context is not None:
-            key = request_key(deps.model_name, messages, deps.tools, options)
+            key = request_key(deps.model_name, messages, deps.tools if files else without_files, options)
             if (hit := await cache.get(context.user_id, key)) is not None:
                 return {"messages": [hit]}
-        response = await chat_model().ainvoke(messages, **options)
+        response = await chat_model(bool(files)).ainvoke(messages, **options)
         if cache is not None and context is not None and isinstance(response, AIMessage):
             await cache.set(context.user_id, key, response)
         return {"messages": [response]}
 
-    async def tools_node(state: AgentState) -> dict[str, Any]:
+    async def tools_node(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         last = _last_ai(state)
         calls = last.tool_calls if last else []
         # Decisions first, one interrupt per call that needs one (on resume the node runs again and each
@@ -203,7 +210,12 @@ def build_graph(
                     call = ToolCall(name=call["name"], args=decision["args"], id=call["id"], type="tool_call")
             return await run_tool_call(deps.tools, call)
 
-        results = await asyncio.gather(*(run(call) for call in calls))
+        # The calls' tasks copy this context: tools acting for the user read the turn from it.
+        token = set_current_turn(runtime.context)
+        try:
+            results = await asyncio.gather(*(run(call) for call in calls))
+        finally:
+            reset_current_turn(token)
         return {"messages": list(results), "tool_rounds": state.get("tool_rounds", 0) + 1}
 
     async def give_up_node(state: AgentState) -> dict[str, Any]:

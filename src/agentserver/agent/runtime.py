@@ -214,6 +214,7 @@ async def open_agent(
     *,
     cache: ResponseCache | None = None,
     config: AssistantsFile | None = None,
+    extra_tools: Sequence[BaseTool] = (),
 ) -> AgentRuntime:
     """The checkpointer, the tools (built-in and MCP) and a compiled graph per assistant.
 
@@ -242,7 +243,8 @@ async def open_agent(
 
     http = httpx.AsyncClient(timeout=10.0, headers={"User-Agent": "agentserver"}, follow_redirects=False)
     stack.push_async_callback(http.aclose)
-    tools = build_tools(search=search_backend(settings, http), weather=OpenMeteo(http))
+    # `extra_tools`: tools of other domains (documents' search_documents), built there.
+    tools = build_tools(search=search_backend(settings, http), weather=OpenMeteo(http), extra=extra_tools)
     mcp = await McpTools.open(
         config.mcp_servers,
         stack,

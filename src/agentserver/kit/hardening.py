@@ -87,22 +87,25 @@ class BodySizeLimitMiddleware:
     """413 for a request body over `max_bytes`: declared (Content-Length) or counted while streaming
     (chunked uploads have no Content-Length, and a client may lie in it)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Routes that take bigger bodies (uploads): their own limit, exact path match.
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(str(scope.get("path", "")), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             try:
-                too_large = int(declared) > self.max_bytes
+                too_large = int(declared) > limit
             except ValueError:
                 too_large = False  # the server rejects a malformed Content-Length before we see it
             if too_large:
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
                 return
 
         received = 0
@@ -113,8 +116,8 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -129,13 +132,18 @@ class BodySizeLimitMiddleware:
             # Only reached when the body was read outside FastAPI's parsing (e.g. a raw `request.stream()`).
             if response_started:
                 raise
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"Request body larger than {self.max_bytes} bytes"
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        detail = f"Request body larger than {limit} bytes"
         # Connection: close: the unread body must not be parsed as the next request on this connection.
         response = error_response("PayloadTooLarge", detail, 413, headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+# Room for the multipart envelope around an upload's file (boundaries, part headers, small fields).
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+UPLOAD_PATHS = ("/api/v1/files",)
 
 
 # A lone surrogate reaches Python through a JSON `\uD800`-`\uDFFF` escape or, since json.loads reads bytes
@@ -352,7 +360,12 @@ def install_request_guards(app: FastAPI, settings: Settings) -> None:
     # add_middleware wraps outside the previous one: added innermost first.
     add(JSONTextGuardMiddleware)
     add(RateLimitMiddleware)
-    add(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    add(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        # The upload route counts its file itself (413 FileTooLarge); this bounds the whole body.
+        path_limits=dict.fromkeys(UPLOAD_PATHS, settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES),
+    )
     add(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

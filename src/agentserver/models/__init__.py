@@ -5,6 +5,7 @@ from agentserver.models.assistant import UserAssistant
 from agentserver.models.base import Base
 from agentserver.models.chat_binding import ChatBinding
 from agentserver.models.chat_session import ChatSession
+from agentserver.models.file import FileChunk, FileChunkVectorMiniLM, FileChunkVectorUSE, FileStatus, StoredFile
 from agentserver.models.job import Job, JobStatus
 from agentserver.models.message import Message, MessageRole
 from agentserver.models.refresh_token import RefreshToken
@@ -28,6 +29,10 @@ __all__ = [
     "Base",
     "ChatBinding",
     "ChatSession",
+    "FileChunk",
+    "FileChunkVectorMiniLM",
+    "FileChunkVectorUSE",
+    "FileStatus",
     "Job",
     "JobStatus",
     "Message",
@@ -37,6 +42,7 @@ __all__ = [
     "Run",
     "RunEventRow",
     "RunStatus",
+    "StoredFile",
     "UsageCounter",
     "User",
     "UserAssistant",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -84,6 +85,10 @@ class LongTermMemory(Protocol):
     async def prompt_section(self, user_id: uuid.UUID, query: str) -> str: ...
 
 
+# Formats the files the claim read (ClaimedRun.files) for the prompt; "" when there are none.
+FilesSection = Callable[[Sequence[Mapping[str, Any]]], str]
+
+
 @dataclass
 class Execution:
     """A run executing in this worker, and how it is stopped."""
@@ -113,6 +118,7 @@ class RunExecutor:
         worker_id: str,
         memory: LongTermMemory | None = None,
         extract_memories: bool = False,
+        files: FilesSection | None = None,
     ) -> None:
         self.agents = agents
         # The assistant each executing run talks to, resolved once when it starts.
@@ -124,6 +130,7 @@ class RunExecutor:
         self.worker_id = worker_id
         self.memory = memory
         self.extract_memories = extract_memories
+        self.files = files
 
     async def execute(self, execution: Execution) -> None:
         """Run it to one of its ends; never raises (failures end the run as `error`, except a database
@@ -205,11 +212,17 @@ class RunExecutor:
     async def _stream(self, run: ClaimedRun, translator: StreamTranslator) -> None:
         memory_task = asyncio.create_task(self._memory_section(run))
         tracing.annotate({"agentserver.assistant": self._agent(run).assistant.name})
+        files_section = self._files_section(run)
+
+        async def files() -> str:
+            return files_section
+
         context = TurnContext(
             user_id=run.user_id,
             session_id=run.session_id,
             long_term_memory=lambda: memory_task,
             model_options=run.model_options or {},
+            files=files,
         )
         graph_input: Any
         if run.resume is not None:
@@ -235,6 +248,10 @@ class RunExecutor:
             # Memory makes answers better; its failure must not stop the answer.
             log_failure(log, "runs.memory_search_failed", exc)
             return ""
+
+    def _files_section(self, run: ClaimedRun) -> str:
+        # Read by the claim (no statement of its own); formatted by the documents domain.
+        return self.files(run.files) if self.files is not None and run.files else ""
 
     async def _result(self, run: ClaimedRun, translator: StreamTranslator) -> RunResult:
         values = translator.last_values

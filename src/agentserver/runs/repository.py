@@ -45,6 +45,12 @@ class ClaimedRun:
     # both, the compiled graph is found without another query (runtime.AgentGraphs).
     assistant_id: uuid.UUID | None = None
     assistant_version: int | None = None
+    # The files the session's agent sees, newest first (name, status, pages; at most CLAIM_FILES + 1): read
+    # by the claim itself so a turn costs no statement for them (documents/tool.py formats the list).
+    files: tuple[dict[str, Any], ...] = ()
+
+
+CLAIM_FILES = 20
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,13 @@ _CLAIM = text(
     RETURNING runs.id, runs.session_id, runs.user_id, runs.user_message_id, runs.resume, runs.attempt,
               runs.cancel_requested, runs.traceparent, runs.model_options, runs.stream_modes,
               (SELECT m.content FROM messages m WHERE m.id = runs.user_message_id) AS text,
-              s.assistant_id, (SELECT a.version FROM assistants a WHERE a.id = s.assistant_id) AS assistant_version
+              s.assistant_id, (SELECT a.version FROM assistants a WHERE a.id = s.assistant_id) AS assistant_version,
+              (SELECT coalesce(json_agg(json_build_object('name', f.name, 'status', f.status, 'pages', f.pages)
+                                        ORDER BY f.created_at DESC, f.id DESC), '[]'::json)
+               FROM (SELECT name, status, pages, created_at, id FROM files
+                     WHERE files.user_id = runs.user_id
+                       AND (files.session_id IS NULL OR files.session_id = runs.session_id)
+                     ORDER BY created_at DESC, id DESC LIMIT :files_limit) f) AS files
     """
 )
 
@@ -248,7 +260,8 @@ class RunRepository:
     # --- transitions ----------------------------------------------------------------------------------------
     async def claim(self, worker_id: str, limit: int) -> list[ClaimedRun]:
         """Up to `limit` pending runs, oldest first, at most one per session, none behind an active run."""
-        rows = (await self.session.execute(_CLAIM, {"worker": worker_id, "limit": limit})).mappings().all()
+        params = {"worker": worker_id, "limit": limit, "files_limit": CLAIM_FILES + 1}
+        rows = (await self.session.execute(_CLAIM, params)).mappings().all()
         return [
             ClaimedRun(
                 id=row["id"],
@@ -264,6 +277,7 @@ class RunRepository:
                 stream_modes=tuple(row["stream_modes"] or ()),
                 assistant_id=row["assistant_id"],
                 assistant_version=row["assistant_version"],
+                files=tuple(_json(row["files"])),
             )
             for row in rows
         ]
@@ -414,3 +428,9 @@ class RunRepository:
             .returning(Run.id)
         )
         return list(rows.all())
+
+
+def _json(value: Any) -> list[dict[str, Any]]:
+    # asyncpg hands `json` over as text.
+    loaded = json.loads(value) if isinstance(value, str) else value
+    return list(loaded or [])

@@ -40,6 +40,9 @@ def language_rule(latest_user_message: str) -> str:
     return "Answer in the language of the user's latest message."
 
 
+FILES_HEADING = "# The user's files (search them with `search_documents`; cite file name and page)"
+
+
 def with_instructions(extra: str) -> str:
     """The static instructions with an assistant's own after them (both static: the cached prefix grows)."""
     extra = extra.strip()
@@ -54,6 +57,7 @@ def render_system_prompt(
     conversation_summary: str,
     latest_user_message: str = "",
     now: datetime | None = None,
+    files: str = "",
     instructions: str = SYSTEM_TEMPLATE,
 ) -> SystemPrompt:
     now = now or datetime.now(UTC)
@@ -64,4 +68,7 @@ def render_system_prompt(
         .replace("{conversation_summary}", conversation_summary.strip() or NOTHING_YET)
         .replace("{language_rule}", language_rule(latest_user_message))
     )
+    if files.strip():
+        # Only when the session has files: a turn without any keeps the prompt it always had.
+        context = f"{context.rstrip()}\n\n{FILES_HEADING}\n{files.strip()}\n"
     return SystemPrompt(instructions, context)

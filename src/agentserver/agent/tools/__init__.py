@@ -54,7 +54,9 @@ class WeatherArgs(BaseModel):
     location: str = Field(min_length=1, max_length=100, description="City or place name")
 
 
-def build_tools(*, search: SearchBackend | None, weather: OpenMeteo | None) -> list[BaseTool]:
+def build_tools(
+    *, search: SearchBackend | None, weather: OpenMeteo | None, extra: Sequence[BaseTool] = ()
+) -> list[BaseTool]:
     async def calculator(expression: str) -> str:
         return str(evaluate(expression))
 
@@ -94,6 +96,8 @@ def build_tools(*, search: SearchBackend | None, weather: OpenMeteo | None) -> l
                 args_schema=WeatherArgs,
             )
         )
+    # Tools of other domains (documents' search_documents), built there.
+    tools.extend(extra)
     return tools
 
 
