@@ -780,7 +780,9 @@ function setTitle() {
   const session = state.sessions.find((s) => s.id === state.sessionId);
   $("session-title").textContent = session ? displayName(session) : t("nav.newChat");
   const chip = $("session-assistant");
-  const name = session && session.assistant_id && state.assistants.length > 1 ? assistantName(session.assistant_id) : "";
+  // The deployment's default assistant comes first in the list: only another one is worth a label.
+  const chosen = session && session.assistant_id && state.assistants.length > 1 && String(session.assistant_id) !== String(state.assistants[0].id);
+  const name = chosen ? assistantName(session.assistant_id) : "";
   chip.textContent = name;
   chip.hidden = !name;
   document.title = session ? `${displayName(session)} · agentserver` : "agentserver";
