@@ -213,7 +213,7 @@ class TestKorean:
             assert await page.locator("html").get_attribute("lang") == "en"
             await page.get_by_label("Language", exact=True).select_option("ko")
             await page.locator("#panel-close").click()
-            await page.screenshot(path=SCREENSHOTS / "chat-desktop-korean.png")
+            await page.screenshot(path=SCREENSHOTS / "chat-desktop-korean.png", animations="disabled", caret="hide")
         finally:
             await page.context.close()
         assert page_problems.errors == []

@@ -46,7 +46,7 @@ class TestApprovals:
         await expect(card.locator("textarea")).to_have_value('{\n  "expression": "6*7"\n}')
         await expect(last_answer(page).locator(".thinking")).to_be_hidden()
         await page.set_viewport_size({"width": 390, "height": 844})
-        await page.screenshot(path=SCREENSHOTS / "approval-phone-light.png")
+        await page.screenshot(path=SCREENSHOTS / "approval-phone-light.png", animations="disabled", caret="hide")
         await page.set_viewport_size({"width": 1280, "height": 820})
         await card.get_by_role("button", name="Approve").click()
 

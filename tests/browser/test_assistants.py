@@ -55,7 +55,7 @@ class TestAssistantChoice:
 
         await chooser.select_option(label="poet")
         await expect(page.locator(".assistant-description")).to_have_text("Answers in verse.")
-        await page.screenshot(path=SCREENSHOTS / "new-chat-desktop-light.png")
+        await page.screenshot(path=SCREENSHOTS / "new-chat-desktop-light.png", animations="disabled", caret="hide")
         await send(page, "Write me a poem")
 
         await expect(last_answer(page).locator(".md")).to_have_text("Roses are red.")

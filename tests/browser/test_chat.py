@@ -144,7 +144,7 @@ class TestScreenshots:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await page.goto(live.url)
         await expect(page.locator("#login-view")).to_be_visible()
-        await page.screenshot(path=SCREENSHOTS / "login-desktop-light.png")
+        await page.screenshot(path=SCREENSHOTS / "login-desktop-light.png", animations="disabled", caret="hide")
         fake.set_script(
             [tool_call_turn("calculator", {"expression": "1234*5678"}, content="Let me check. "), RICH_ANSWER]
         )
@@ -153,22 +153,22 @@ class TestScreenshots:
         await expect(page.locator("#send")).to_have_attribute("aria-label", "Send")
         await expect(last_answer(page).locator(".codeblock")).to_be_visible()
         await page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
-        await page.screenshot(path=SCREENSHOTS / "chat-desktop-light.png")
+        await page.screenshot(path=SCREENSHOTS / "chat-desktop-light.png", animations="disabled", caret="hide")
         await page.locator("#theme-toggle").click()
         await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
-        await page.screenshot(path=SCREENSHOTS / "chat-desktop-dark.png")
+        await page.screenshot(path=SCREENSHOTS / "chat-desktop-dark.png", animations="disabled", caret="hide")
         await page.locator("#open-settings").click()
         await expect(page.locator("#panel")).to_be_visible()
-        await page.screenshot(path=SCREENSHOTS / "settings-desktop-dark.png")
+        await page.screenshot(path=SCREENSHOTS / "settings-desktop-dark.png", animations="disabled", caret="hide")
         await page.locator("#panel-close").click()
         await page.set_viewport_size({"width": 390, "height": 844})
-        await page.screenshot(path=SCREENSHOTS / "chat-phone-dark.png")
+        await page.screenshot(path=SCREENSHOTS / "chat-phone-dark.png", animations="disabled", caret="hide")
         await page.locator("#theme-toggle").click()
         await expect(page.locator("html")).to_have_attribute("data-theme", "light")
-        await page.screenshot(path=SCREENSHOTS / "chat-phone-light.png")
+        await page.screenshot(path=SCREENSHOTS / "chat-phone-light.png", animations="disabled", caret="hide")
         await page.locator("#menu-button").click()
         await expect(page.locator("#sidebar")).to_be_in_viewport()
-        await page.screenshot(path=SCREENSHOTS / "sessions-phone-light.png")
+        await page.screenshot(path=SCREENSHOTS / "sessions-phone-light.png", animations="disabled", caret="hide")
 
 
 XSS_USER = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> **not html**'

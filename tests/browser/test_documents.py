@@ -83,7 +83,7 @@ class TestDocuments:
         refused = page.locator(".doc-item").filter(has_text="blob.bin")
         await expect(refused.locator(".status")).to_have_text("Failed")
         await expect(refused.locator(".doc-reason")).not_to_be_empty()
-        await page.screenshot(path=SCREENSHOTS / "documents-desktop-light.png")
+        await page.screenshot(path=SCREENSHOTS / "documents-desktop-light.png", animations="disabled", caret="hide")
 
         await page.get_by_role("button", name="Delete document: ferry.txt").click()
         await expect(page.locator(".doc-item").filter(has_text="ferry.txt")).to_have_count(0)

@@ -43,7 +43,7 @@ class TestMemoryPanel:
         items = page.locator(".memory-item .memory-text")
         await expect(items).to_have_count(2)
         await expect(page.locator("#memory-list")).to_contain_text("User lives in Busan")
-        await page.screenshot(path=SCREENSHOTS / "memory-desktop-light.png")
+        await page.screenshot(path=SCREENSHOTS / "memory-desktop-light.png", animations="disabled", caret="hide")
         await page.get_by_label("Search memories").fill("peanut allergy")
         await expect(items.first).to_have_text("User is allergic to peanuts")
         await page.get_by_label("Search memories").fill("")
