@@ -278,7 +278,7 @@ class TestSessions:
         await page.get_by_role("button", name="Rename: Tell me about cats").click()
         await page.get_by_label("New name for this chat").fill("Feline facts")
         await page.get_by_label("New name for this chat").press("Enter")
-        await expect(page.locator(".session-open")).to_have_text(["Tell me about dogs", "Feline facts"])
+        await expect(page.locator(".session-open")).to_have_text(["Feline facts", "Tell me about dogs"])
 
         await page.get_by_label("Search chats").fill("feline")
         await expect(page.locator(".session-open")).to_have_text(["Feline facts"])

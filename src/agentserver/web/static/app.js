@@ -843,6 +843,7 @@ function startRename(item, session) {
       try {
         const updated = await apiJson(`/sessions/${session.id}`, { method: "PATCH", json: { name } });
         session.name = updated.name;
+        touchSession(session.id);  // the server lists chats by last change: a renamed one comes first
       } catch (error) { showBanner(errorText(error)); }
     }
     renderSessions();
