@@ -217,3 +217,26 @@ class TestKorean:
         finally:
             await page.context.close()
         assert page_problems.errors == []
+
+
+class TestEndedSession:
+    async def test_a_revoked_session_goes_back_to_the_login_screen(self, live: Live, page: Any) -> None:
+        await register(page, live.url)
+        auth = await stored_auth(page)
+        async with live.harness.client() as http:  # logged out elsewhere (another tab, an admin)
+            await http.post(
+                "/api/v1/auth/logout",
+                json={"refresh_token": auth["refresh"]},
+                headers={"Authorization": f"Bearer {auth['access']}"},
+            )
+        await page.evaluate(
+            "const saved = JSON.parse(sessionStorage.getItem('agentserver.auth'));"
+            "saved.access = 'expired.token.value';"
+            "sessionStorage.setItem('agentserver.auth', JSON.stringify(saved));"
+        )
+
+        await page.reload()
+
+        await expect(page.locator("#login-view")).to_be_visible()
+        await expect(page.locator("#login-error")).to_have_text("Your session ended. Please log in again.")
+        assert await page.evaluate("sessionStorage.length") == 0

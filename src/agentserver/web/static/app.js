@@ -1408,8 +1408,9 @@ function boot() {
     scheduleRefresh();
     enterApp().catch((error) => {
       if (error instanceof OfflineError) { showLogin(t("error.offline")); return; }
+      if (!state.auth) return;  // the session had ended: sessionExpired() already said so
       clearEverything();
-      showLogin();
+      showLogin(errorText(error));
     });
   } else showLogin();
 }
