@@ -16,7 +16,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 COMPILE := $(UV) pip compile pyproject.toml --generate-hashes --override overrides.txt --python-version 3.11 --quiet
 PYTEST_ARGS ?=
 
-.PHONY: help install install-dev lock run test test-fast lint format typecheck bench eval db-upgrade db-downgrade model-pull services clean
+.PHONY: help install install-dev lock run test test-fast lint format typecheck bench eval db-upgrade db-downgrade model-pull services chromium clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,10 +58,13 @@ run: install ## serve the API and web UI on http://127.0.0.1:8000 (embedded DB u
 services: ## start Redis for the tests if it is not running
 	@scripts/ensure-redis.sh
 
-test: install-dev services ## run the whole test suite against real PostgreSQL and Redis
+chromium: ## make sure Debian's chromium is there for the browser tests (tests/browser; apt-get once, then a no-op)
+	@scripts/ensure-chromium.sh
+
+test: install-dev services chromium ## run the whole test suite against real PostgreSQL and Redis
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: install-dev ## the suite without the real-LLM tests
+test-fast: install-dev chromium ## the suite without the real-LLM tests
 	$(BIN)/pytest -m "not llm" $(PYTEST_ARGS)
 
 lint: install-dev ## ruff + mypy --strict

@@ -1,38 +1,42 @@
-"""The web chat UI is served by the app, under the same security headers, without swallowing 404s."""
+"""The web chat UI is served by the app, under a strict CSP, without swallowing 404s; its scripts never parse
+text as HTML. The Markdown parser, the streamed-answer model and the strings are checked here with node;
+tests/browser drives the whole UI in chromium."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 import agentserver.web
 
-APP_JS = Path(agentserver.web.__file__).parent / "static" / "app.js"
+STATIC = Path(agentserver.web.__file__).parent / "static"
+SCRIPTS = ("i18n.js", "markdown.js", "app.js")
 NODE = shutil.which("node")
-# Loads app.js in a bare context (no DOM: its only top-level DOM use is a listener) and feeds events
-# to the answer it renders, exactly as `send()` does.
-ANSWER_SCRIPT = """
+# Loads scripts in a bare context (no DOM: their only top-level DOM use is a listener) and runs `code`.
+RUNNER = """
 const vm = require("vm"), fs = require("fs");
-const context = { document: { addEventListener() {} }, sessionStorage: { getItem() { return null; } } };
+const context = { document: { addEventListener() {} }, console };
 vm.createContext(context);
-vm.runInContext(fs.readFileSync(process.argv[1], "utf8") + ";globalThis.AnswerText = AnswerText;", context);
-const answer = new context.AnswerText();
-for (const [name, data] of JSON.parse(process.argv[2])) answer.apply(name, data);
-process.stdout.write(answer.text);
+const [files, code, input] = [JSON.parse(process.argv[1]), process.argv[2], JSON.parse(process.argv[3])];
+vm.runInContext(files.map((f) => fs.readFileSync(f, "utf8")).join(";\\n") + ";\\n" + code, context);
+process.stdout.write(JSON.stringify(context.run(input)));
 """
 
 
-def _shown_by_the_ui(events: list[tuple[str, dict[str, object]]]) -> str:
+def run_js(scripts: tuple[str, ...], code: str, data: Any) -> Any:
     assert NODE is not None
+    files = json.dumps([str(STATIC / name) for name in scripts])
     result = subprocess.run(  # noqa: S603 - fixed arguments
-        [NODE, "-e", ANSWER_SCRIPT, str(APP_JS), json.dumps(events)], capture_output=True, text=True, check=True
+        [NODE, "-e", RUNNER, files, code, json.dumps(data)], capture_output=True, text=True, check=True
     )
-    return result.stdout
+    return json.loads(result.stdout)
 
 
 class TestWebUI:
@@ -41,17 +45,46 @@ class TestWebUI:
 
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
-        assert '<script src="/static/app.js" defer></script>' in response.text
-        assert "script-src 'self'" in response.headers["content-security-policy"]
+        for name in SCRIPTS:
+            assert f'<script src="/static/{name}" defer></script>' in response.text
+        assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in response.text
+
+    async def test_the_policy_allows_nothing_inline_and_nothing_from_elsewhere(self, client: httpx.AsyncClient) -> None:
+        policy = (await client.get("/")).headers["content-security-policy"]
+
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["script-src"] == "'self'"
+        assert directives["style-src"] == "'self'"
+        assert directives["connect-src"] == "'self'"
+        assert "unsafe" not in policy
+
+    async def test_the_page_has_no_inline_script_style_or_handler(self, client: httpx.AsyncClient) -> None:
+        html = (await client.get("/")).text
+
+        assert re.search(r"<script(?![^>]*\bsrc=)", html) is None
+        assert "<style" not in html
+        assert re.search(r"\s(style|on[a-z]+)=", html) is None
 
     async def test_assets(self, client: httpx.AsyncClient) -> None:
-        script = await client.get("/static/app.js")
-        style = await client.get("/static/app.css")
+        for name in (*SCRIPTS, "app.css", "favicon.svg"):
+            response = await client.get(f"/static/{name}")
+            assert response.status_code == 200, name
+            # Nothing is fetched from another origin (the SVG namespace is a name, not a fetch).
+            assert re.findall(r"https?://(?!www\.w3\.org/2000/svg)[\w.-]+", response.text) == [], name
 
-        assert script.status_code == style.status_code == 200
-        # The UI never feeds server or model text to the HTML parser.
-        assert "innerHTML" not in script.text
-        assert "textContent" in script.text
+    async def test_the_scripts_never_parse_text_as_html(self, client: httpx.AsyncClient) -> None:
+        for name in SCRIPTS:
+            script = (await client.get(f"/static/{name}")).text
+            for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+                assert sink not in script, (name, sink)
+        assert "textContent" in (await client.get("/static/app.js")).text
+
+    async def test_favicon(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/favicon.ico")
+
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("image/svg+xml")
+        assert response.text.startswith("<svg")
 
     async def test_unknown_paths_are_still_json_404s(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/no/such/page")
@@ -60,7 +93,14 @@ class TestWebUI:
         assert response.json() == {"error": "NotFound", "detail": "Not Found"}
 
 
-@pytest.mark.skipif(NODE is None, reason="needs node to run the UI's script")
+needs_node = pytest.mark.skipif(NODE is None, reason="needs node to run the UI's scripts")
+
+ANSWER = (
+    "function run(events) { const a = new AnswerText(); for (const [n, d] of events) a.apply(n, d); return a.text; }"
+)
+
+
+@needs_node
 class TestStreamedAnswer:
     def test_reset_discards_what_the_failed_attempt_streamed(self) -> None:
         events: list[tuple[str, dict[str, object]]] = [
@@ -71,7 +111,7 @@ class TestStreamedAnswer:
             ("done", {"message_id": "m", "usage": {}}),
         ]
 
-        assert _shown_by_the_ui(events) == "Echo: one two"
+        assert run_js(SCRIPTS, ANSWER, events) == "Echo: one two"
 
     def test_text_before_a_tool_call_survives_a_later_reset(self) -> None:
         events: list[tuple[str, dict[str, object]]] = [
@@ -83,111 +123,105 @@ class TestStreamedAnswer:
             ("token", {"content": "It is 42."}),
         ]
 
-        assert _shown_by_the_ui(events) == "Let me compute. It is 42."
+        assert run_js(SCRIPTS, ANSWER, events) == "Let me compute. It is 42."
 
-
-# Loads app.js with a stand-in DOM and fetch, renders an answer that pauses for an approval, clicks
-# "Approve", and reports what was requested and what the bubble shows (what a user would see).
-APPROVAL_SCRIPT = """
-const vm = require("vm"), fs = require("fs");
-class El {
-  constructor() { this.children = []; this.textContent = ""; this.className = ""; this.listeners = {};
-                  this.dataset = {}; this.classList = { toggle() {} }; this.value = ""; this.disabled = false; }
-  append(...items) { for (const item of items) { item.parent = this; this.children.push(item); } }
-  remove() { if (this.parent) this.parent.children.splice(this.parent.children.indexOf(this), 1); }
-  replaceChildren(...items) { this.children = []; this.append(...items); }
-  addEventListener(type, listener) { this.listeners[type] = listener; }
-  scrollIntoView() {}
-  focus() {}
-}
-const elements = {};
-const requests = [];
-const frame = ([id, name, data]) => `id: ${id}\\nevent: ${name}\\ndata: ${JSON.stringify(data)}\\n\\n`;
-const sse = (events) => events.map(frame).join("");
-const context = {
-  document: {
-    addEventListener() {}, createElement: () => new El(), getElementById: (id) => (elements[id] ||= new El()),
-  },
-  sessionStorage: { getItem() { return "token"; } },
-  Response, TextDecoderStream, URLSearchParams, JSON, Error,
-  fetch: async (url, options = {}) => {
-    requests.push([options.method || "GET", url, options.body || null]);
-    if (url.endsWith("/resume")) return new Response(JSON.stringify({ id: "r1" }), { status: 202 });
-    return new Response(sse([["6", "tool_result", { id: "c1", name: "web_search", content: "results" }],
-                             ["7", "token", { content: "Found it." }],
-                             ["8", "done", { message_id: "m", usage: {}, finish_reason: "complete" }]]));
-  },
-};
-vm.createContext(context);
-const exported = ";globalThis.renderer = renderer; globalThis.AnswerText = AnswerText;";
-vm.runInContext(fs.readFileSync(process.argv[1], "utf8") + exported, context);
-const scenario = process.argv[2];
-(async () => {
-  if (scenario === "picker") {
-    context.fetch = async (url, options = {}) => {
-      requests.push([options.method || "GET", url, options.body || null]);
-      if (url === "/api/v1/assistants") {
-        const assistants = [{ id: "a1", name: "agent" }, { id: "a2", name: "researcher" }];
-        return new Response(JSON.stringify({ assistants }));
-      }
-      if (url === "/api/v1/sessions") return new Response(JSON.stringify({ id: "s1" }), { status: 201 });
-      if (url.startsWith("/api/v1/sessions?")) return new Response(JSON.stringify({ sessions: [] }));
-      return new Response(JSON.stringify({ messages: [], next_cursor: null }));
-    };
-    await vm.runInContext("loadAssistants()", context);
-    const options = elements.assistant.children.map((option) => [option.value, option.textContent]);
-    elements.assistant.value = "a2";
-    await vm.runInContext("newSession()", context);
-    process.stdout.write(JSON.stringify({ options, requests }));
-    return;
-  }
-  const bubble = new El(), body = new El();
-  const render = context.renderer(bubble, body, new context.AnswerText());
-  render("token", { content: "Let me look. " }, "3");
-  render("tool_call", { id: "c1", name: "web_search", args: { query: "x" } }, "4");
-  render("approval_required", { run_id: "r1", tool_call_id: "c1", tool: "web_search", args: { query: "x" } }, "5");
-  const row = bubble.children.find((child) => child.className === "decide");
-  const buttons = row.children.map((button) => button.textContent);
-  await row.children[0].listeners.click();
-  process.stdout.write(JSON.stringify({
-    buttons, requests, text: body.textContent, decided: !bubble.children.includes(row),
-    notes: bubble.children.filter((child) => child.className === "tool").map((child) => child.textContent),
-  }));
-})();
-"""
-
-
-@pytest.mark.skipif(NODE is None, reason="needs node to run the UI's script")
-class TestApprovalInTheUI:
-    def test_approve_resumes_the_run_and_its_events_continue_the_same_answer(self) -> None:
-        assert NODE is not None
-        result = subprocess.run(  # noqa: S603 - fixed arguments
-            [NODE, "-e", APPROVAL_SCRIPT, str(APP_JS), "approval"], capture_output=True, text=True, check=True
+    def test_tool_results_go_to_their_call(self) -> None:
+        events = [
+            ["tool_call", {"id": "a", "name": "calculator", "args": {"expression": "1+1"}}],
+            ["tool_call", {"id": "b", "name": "calculator", "args": {"expression": "2+2"}}],
+            ["tool_result", {"id": "b", "name": "calculator", "content": "4"}],
+            ["tool_result", {"id": "a", "name": "calculator", "content": "2"}],
+        ]
+        code = (
+            "function run(events) { const a = new AnswerText(); for (const [n, d] of events) a.apply(n, d);"
+            " return a.parts.filter((p) => p.kind === 'tool').map((p) => [p.id, p.result]); }"
         )
-        shown = json.loads(result.stdout)
 
-        assert shown["buttons"] == ["Approve", "Reject"]
-        assert shown["requests"] == [
-            ["POST", "/api/v1/runs/r1/resume", '{"decision":"approve"}'],
-            ["GET", "/api/v1/runs/r1/stream?after=5", None],
-        ]
-        assert shown["decided"] is True
-        assert shown["text"] == "Let me look. Found it."
-        assert shown["notes"] == [
-            '→ web_search({"query":"x"})',
-            '⏸ waiting for approval: web_search({"query":"x"})',
-            "← results",
-        ]
+        assert run_js(SCRIPTS, code, events) == [["a", "2"], ["b", "4"]]
 
-    def test_a_new_chat_is_started_with_the_chosen_assistant(self) -> None:
-        assert NODE is not None
-        result = subprocess.run(  # noqa: S603 - fixed arguments
-            [NODE, "-e", APPROVAL_SCRIPT, str(APP_JS), "picker"], capture_output=True, text=True, check=True
+
+PARSE = "function run(text) { return parseMarkdown(text); }"
+
+
+def parse(text: str) -> Any:
+    return run_js(("markdown.js",), PARSE, text)
+
+
+def texts(nodes: list[dict[str, Any]]) -> str:
+    """The text an inline tree shows."""
+    return "".join(n.get("text", "") or texts(n.get("children", [])) for n in nodes)
+
+
+@needs_node
+class TestMarkdown:
+    def test_html_is_text(self) -> None:
+        [paragraph] = parse('<img src=x onerror="alert(1)"> <script>alert(2)</script>')
+
+        assert paragraph == {
+            "type": "paragraph",
+            "children": [{"type": "text", "text": '<img src=x onerror="alert(1)"> <script>alert(2)</script>'}],
+        }
+
+    def test_only_web_and_mail_links_are_links(self) -> None:
+        [paragraph] = parse(
+            "[a](javascript:alert(1)) [b](data:text/html,x) [c](https://example.com/x_(y)) [d](mailto:me@example.com)"
         )
-        shown = json.loads(result.stdout)
 
-        assert shown["options"] == [["a1", "agent"], ["a2", "researcher"]]
-        assert shown["requests"][:2] == [
-            ["GET", "/api/v1/assistants", None],
-            ["POST", "/api/v1/sessions", '{"assistant_id":"a2"}'],
+        links = [(n["href"], texts(n["children"])) for n in paragraph["children"] if n["type"] == "link"]
+        assert links == [("https://example.com/x_(y)", "c"), ("mailto:me@example.com", "d")]
+        assert texts(paragraph["children"]) == "a b c d"
+
+    def test_code_blocks_keep_their_text_and_an_unclosed_one_runs_to_the_end(self) -> None:
+        blocks = parse("Look:\n\n```python\nprint('<b>')\n\n# done\n```\nafter\n\n```js\nlet x = 1")
+
+        assert blocks[1] == {"type": "code", "lang": "python", "text": "print('<b>')\n\n# done"}
+        assert blocks[2] == {"type": "paragraph", "children": [{"type": "text", "text": "after"}]}
+        assert blocks[3] == {"type": "code", "lang": "js", "text": "let x = 1"}
+
+    def test_tables_lists_and_emphasis(self) -> None:
+        blocks = parse("| A | B |\n|:--|--:|\n| **1** | `2` |\n\n- one\n- two\n  1. nested\n\nsnake_case_name *em*")
+
+        table, bullets, paragraph = blocks
+        assert table["align"] == ["left", "right"]
+        assert [texts(cell) for cell in table["head"]] == ["A", "B"]
+        assert table["rows"][0][0] == [{"type": "strong", "children": [{"type": "text", "text": "1"}]}]
+        assert table["rows"][0][1] == [{"type": "code", "text": "2"}]
+        assert bullets["type"] == "ul"
+        assert [item[0]["type"] for item in bullets["items"]] == ["paragraph", "paragraph"]
+        assert bullets["items"][1][1]["type"] == "ol"
+        assert paragraph["children"] == [
+            {"type": "text", "text": "snake_case_name "},
+            {"type": "em", "children": [{"type": "text", "text": "em"}]},
         ]
+
+    def test_highlighting_keeps_every_character(self) -> None:
+        code = "def f(x):\n    return \"s\" + 'q'  # note\n"
+        tokens = run_js(("markdown.js",), "function run(c) { return highlight(c, 'python'); }", code)
+
+        assert "".join(token["text"] for token in tokens) == code
+        assert {"cls": "c", "text": "# note"} in tokens
+        assert {"cls": "k", "text": "def"} in tokens
+
+
+@needs_node
+class TestStrings:
+    def test_english_and_korean_have_the_same_keys(self) -> None:
+        keys = run_js(("i18n.js",), "function run() { return [Object.keys(STRINGS.en), Object.keys(STRINGS.ko)]; }", 0)
+
+        assert sorted(keys[0]) == sorted(keys[1])
+
+    def test_every_key_the_ui_uses_exists(self) -> None:
+        used = set()
+        for name in ("app.js", "index.html"):
+            source = (STATIC / name).read_text()
+            used |= set(re.findall(r"""\bt\(\s*["']([\w.]+)["']""", source))
+            used |= set(re.findall(r'data-i18n(?:-placeholder|-label)?="([\w.]+)"', source))
+        known = set(run_js(("i18n.js",), "function run() { return Object.keys(STRINGS.en); }", 0))
+
+        assert used - known == set()
+
+    def test_the_browser_language_picks_the_strings(self) -> None:
+        code = "function run(cases) { return cases.map(([stored, langs]) => pickLanguage(stored, langs)); }"
+        cases = [[None, ["ko-KR", "en"]], [None, ["fr-FR", "ko"]], [None, ["fr"]], ["en", ["ko-KR"]], ["xx", []]]
+
+        assert run_js(("i18n.js",), code, cases) == ["ko", "ko", "en", "en", "en"]

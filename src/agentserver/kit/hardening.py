@@ -35,7 +35,7 @@ PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 # The web UI at / is served from this origin only: no inline scripts, no third-party anything.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )

@@ -19,5 +19,13 @@ async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    # Browsers and tools ask for /favicon.ico whatever the page links: answer with the SVG, not a 404.
+    return FileResponse(
+        STATIC_DIR / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
+
+
 def static_files() -> StaticFiles:
     return StaticFiles(directory=STATIC_DIR)
