@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from agentserver.config import Settings
+from agentserver.llm.fake import FakeChatModel
 from tests.chat.conftest import ChatHarness, serving, start_harness
 
 CHROMIUM = Path(os.environ.get("AGENTSERVER_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -77,6 +78,14 @@ class PageProblems:
                 else None
             ),
         )
+
+
+@pytest.fixture
+async def fake(live: Live) -> FakeChatModel:
+    """The scripted model of the module's app (each module serves its own `live`), idle, with no script."""
+    await live.harness.settle()
+    live.harness.fake.set_script([])
+    return live.harness.fake
 
 
 @pytest.fixture

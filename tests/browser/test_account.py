@@ -33,13 +33,6 @@ async def live(own_database_settings: Callable[..., Awaitable[Settings]]) -> Asy
         yield app
 
 
-@pytest.fixture
-async def fake(live: Live) -> FakeChatModel:
-    await live.harness.settle()
-    live.harness.fake.set_script([])
-    return live.harness.fake
-
-
 async def stored_auth(page: Any) -> dict[str, Any]:
     raw = await page.evaluate("sessionStorage.getItem('agentserver.auth')")
     assert isinstance(raw, str)

@@ -22,13 +22,6 @@ async def live(own_database_settings: Callable[..., Awaitable[Settings]]) -> Asy
         yield app
 
 
-@pytest.fixture
-async def fake(live: Live) -> FakeChatModel:
-    await live.harness.settle()
-    live.harness.fake.set_script([])
-    return live.harness.fake
-
-
 def calculator_turn(expression: str) -> Any:
     return tool_call_turn("calculator", {"expression": expression}, content="Let me compute that. ")
 

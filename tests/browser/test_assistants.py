@@ -34,13 +34,6 @@ async def live(
         yield app
 
 
-@pytest.fixture
-async def fake(live: Live) -> FakeChatModel:
-    await live.harness.settle()
-    live.harness.fake.set_script([])
-    return live.harness.fake
-
-
 def system_prompt(fake: FakeChatModel) -> str:
     return str(fake.prompts[-1][0].content)
 

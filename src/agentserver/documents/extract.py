@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from xml.etree import ElementTree
 
@@ -105,30 +105,39 @@ def extract_pdf(data: bytes, *, max_pages: int) -> Extracted:
     return Extracted(segments, pages=count)
 
 
-def extract_markdown(text: str) -> list[Segment]:
-    segments: list[Segment] = []
+@dataclass
+class _Sections:
+    """Lines gathered under the current heading: each heading closes the segment before it."""
+
+    segments: list[Segment] = field(default_factory=list)
     section: str | None = None
-    lines: list[str] = []
+    lines: list[str] = field(default_factory=list)
 
-    def flush() -> None:
-        body = "\n".join(lines).strip()
+    def heading(self, title: str) -> None:
+        self.flush()
+        self.section = _section(title)
+
+    def flush(self) -> None:
+        body = "\n".join(self.lines).strip()
         if body:
-            segments.append(Segment(_clean(body), section=section))
-        lines.clear()
+            self.segments.append(Segment(_clean(body), section=self.section))
+        self.lines.clear()
 
+
+def extract_markdown(text: str) -> list[Segment]:
+    sections = _Sections()
     in_code = False
     for line in text.splitlines():
         if line.lstrip().startswith("```"):
             in_code = not in_code
         heading = None if in_code else _MD_HEADING.match(line)
         if heading:
-            flush()
-            section = _section(heading.group(2))
-            lines.append(heading.group(2))  # the heading's words are searchable too
+            sections.heading(heading.group(2))
+            sections.lines.append(heading.group(2))  # the heading's words are searchable too
         else:
-            lines.append(line)
-    flush()
-    return segments
+            sections.lines.append(line)
+    sections.flush()
+    return sections.segments
 
 
 _BLOCK_TAGS = frozenset(
@@ -206,16 +215,7 @@ def extract_docx(data: bytes) -> Extracted:
         root = ElementTree.fromstring(xml)  # noqa: S314 - expat without external entities; size bounded above
     except ElementTree.ParseError as exc:
         raise ExtractionFailed("the Word document could not be read (invalid document XML)") from exc
-    segments: list[Segment] = []
-    section: str | None = None
-    lines: list[str] = []
-
-    def flush() -> None:
-        body = "\n".join(lines).strip()
-        if body:
-            segments.append(Segment(_clean(body), section=section))
-        lines.clear()
-
+    sections = _Sections()
     for paragraph in root.iter(f"{_W}p"):
         style = paragraph.find(f"{_W}pPr/{_W}pStyle")
         style_name = (style.get(f"{_W}val") or "") if style is not None else ""
@@ -229,8 +229,7 @@ def extract_docx(data: bytes) -> Extracted:
                 pieces.append("\n")
         text = "".join(pieces)
         if style_name.lower().startswith(("heading", "title")) and text.strip():
-            flush()
-            section = _section(text)
-        lines.append(text)
-    flush()
-    return Extracted(segments)
+            sections.heading(text)
+        sections.lines.append(text)
+    sections.flush()
+    return Extracted(sections.segments)
