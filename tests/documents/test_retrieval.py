@@ -3,12 +3,14 @@ worker died."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langchain_core.messages import SystemMessage, ToolMessage
 
+from agentserver.documents.jobs import GAVE_UP
 from agentserver.documents.search import DocumentSearch, full_text_query, fuse
 from agentserver.documents.service import INGEST_JOB
 from agentserver.documents.storage import storage_key
@@ -166,45 +168,50 @@ class TestSearchDocumentsTool:
         assert "search_documents" not in docs.fake.calls[0].tools  # offered only with files
 
 
+async def _file_held_by_a_dead_worker(docs: DocumentsHarness, headers: dict[str, str], *, attempts: int) -> uuid.UUID:
+    """A worker died mid-ingestion (attempt `attempts` of 3): its job still says running, its file processing."""
+    user_id = await _user_id(docs, headers)
+    file_id = uuid.uuid4()
+    key = storage_key(user_id, file_id)
+    blob = docs.files_dir / key
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(HANDBOOK.encode())
+    async with docs.state["sessionmaker"]() as session, session.begin():
+        session.add(
+            StoredFile(
+                id=file_id,
+                user_id=user_id,
+                name="handbook.txt",
+                kind="txt",
+                media_type="text/plain; charset=utf-8",
+                size_bytes=len(HANDBOOK.encode()),
+                sha256="0" * 64,
+                storage_key=key,
+                status=FileStatus.processing,
+                chunk_count=0,
+            )
+        )
+        await session.flush()
+        session.add(
+            Job(
+                kind=INGEST_JOB,
+                user_id=user_id,
+                payload={"file_id": str(file_id)},
+                status=JobStatus.running,
+                attempts=attempts,
+                max_attempts=3,
+                worker_id="dead-worker:1:abc",
+                heartbeat_at=datetime.now(UTC) - timedelta(minutes=5),
+            )
+        )
+    return file_id
+
+
 class TestIngestionSurvivesAWorkerRestart:
     async def test_a_job_held_by_a_dead_worker_is_taken_over_and_finished(self, docs: DocumentsHarness) -> None:
-        """A worker died mid-ingestion: its job still says running, its file processing; another worker's
-        reaper hands the job back once the heartbeats stopped, and the file ends ready."""
+        """Another worker's reaper hands the job back once the heartbeats stopped, and the file ends ready."""
         headers = await docs.new_user()
-        user_id = await _user_id(docs, headers)
-        file_id = uuid.uuid4()
-        key = storage_key(user_id, file_id)
-        blob = docs.files_dir / key
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(HANDBOOK.encode())
-        async with docs.state["sessionmaker"]() as session, session.begin():
-            session.add(
-                StoredFile(
-                    id=file_id,
-                    user_id=user_id,
-                    name="handbook.txt",
-                    kind="txt",
-                    media_type="text/plain; charset=utf-8",
-                    size_bytes=len(HANDBOOK.encode()),
-                    sha256="0" * 64,
-                    storage_key=key,
-                    status=FileStatus.processing,
-                    chunk_count=0,
-                )
-            )
-            await session.flush()
-            session.add(
-                Job(
-                    kind=INGEST_JOB,
-                    user_id=user_id,
-                    payload={"file_id": str(file_id)},
-                    status=JobStatus.running,
-                    attempts=1,
-                    max_attempts=3,
-                    worker_id="dead-worker:1:abc",
-                    heartbeat_at=datetime.now(UTC) - timedelta(minutes=5),
-                )
-            )
+        file_id = await _file_held_by_a_dead_worker(docs, headers, attempts=1)
 
         await docs.settle()
 
@@ -212,6 +219,23 @@ class TestIngestionSurvivesAWorkerRestart:
             file = (await http.get(f"/api/v1/files/{file_id}", headers=headers)).json()
         assert (file["status"], file["reason"]) == ("ready", None)
         assert file["chunk_count"] >= 1
+
+    async def test_a_dead_workers_last_attempt_fails_the_file_with_a_reason(self, docs: DocumentsHarness) -> None:
+        """Its attempts used up, the reaper fails the job for good: the file says so instead of staying
+        `processing` for ever."""
+        headers = await docs.new_user()
+        file_id = await _file_held_by_a_dead_worker(docs, headers, attempts=3)
+
+        await docs.settle()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        async with docs.client() as http:
+            while True:  # the hook runs right after the reaper's statement
+                file = (await http.get(f"/api/v1/files/{file_id}", headers=headers)).json()
+                if file["status"] not in ("pending", "processing") or loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+        assert (file["status"], file["reason"]) == ("failed", GAVE_UP)
 
 
 class TestFilesSection:

@@ -35,8 +35,18 @@ class Ingestion:
         self.sessionmaker = sessionmaker
 
     def register(self, handlers: JobHandlers) -> None:
-        handlers.register(INGEST_JOB, self.ingest)
+        handlers.register(INGEST_JOB, self.ingest, on_gave_up=self.ingestion_lost)
         handlers.register(PURGE_JOB, self.purge)
+
+    async def ingestion_lost(self, job: ClaimedJob) -> None:
+        """The last attempt's worker died (the reaper failed the job): the file must not stay `processing`."""
+        file_id = uuid.UUID(job.payload["file_id"])
+        async with session_scope(self.sessionmaker) as db:
+            # Unless that attempt got as far as ending the file itself before its worker died.
+            await FileRepository.from_session(db).set_status(
+                file_id, FileStatus.failed, reason=GAVE_UP, unfinished_only=True
+            )
+        log.info("documents.ingestion_failed", file_id=str(file_id), reason=GAVE_UP)
 
     async def ingest(self, job: ClaimedJob) -> None:
         file_id = uuid.UUID(job.payload["file_id"])

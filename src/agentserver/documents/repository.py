@@ -67,11 +67,19 @@ class FileRepository:
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def set_status(
-        self, file_id: uuid.UUID, status: FileStatus, *, reason: str | None = None, **values: Any
+        self,
+        file_id: uuid.UUID,
+        status: FileStatus,
+        *,
+        reason: str | None = None,
+        unfinished_only: bool = False,
+        **values: Any,
     ) -> None:
-        await self.session.execute(
-            update(StoredFile).where(StoredFile.id == file_id).values(status=status, reason=reason, **values)
-        )
+        """`unfinished_only`: leave a file that is already ready or failed as it is."""
+        statement = update(StoredFile).where(StoredFile.id == file_id)
+        if unfinished_only:
+            statement = statement.where(StoredFile.status.in_((FileStatus.pending, FileStatus.processing)))
+        await self.session.execute(statement.values(status=status, reason=reason, **values))
 
     async def replace_chunks(
         self,

@@ -59,7 +59,7 @@ _REQUEUE_STALE = text(
                     worker_id = NULL, heartbeat_at = NULL
     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => :stale_seconds)
       AND NOT (id = ANY(CAST(:executing AS bigint[])))
-    RETURNING id
+    RETURNING id, kind, user_id, payload, attempts, max_attempts, created_at, status = 'failed' AS gave_up
     """
 )
 
@@ -135,9 +135,12 @@ class JobRepository:
             .values(status=JobStatus.pending, worker_id=None, heartbeat_at=None, attempts=Job.attempts - 1)
         )
 
-    async def requeue_stale(self, stale_seconds: float, *, executing: Sequence[int]) -> list[int]:
+    async def requeue_stale(self, stale_seconds: float, *, executing: Sequence[int]) -> list[tuple[ClaimedJob, bool]]:
+        """Jobs whose worker stopped heartbeating, back to pending — or failed for good once their attempts are
+        used up (True beside the job)."""
         params = {"stale_seconds": stale_seconds, "executing": list(executing)}
-        return list((await self.session.scalars(_REQUEUE_STALE, params)).all())
+        rows = (await self.session.execute(_REQUEUE_STALE, params)).mappings().all()
+        return [(ClaimedJob(**{k: v for k, v in row.items() if k != "gave_up"}), bool(row["gave_up"])) for row in rows]
 
     async def depth(self) -> dict[tuple[str, str], int]:
         """Jobs by (kind, status), for the queue metric."""

@@ -337,7 +337,15 @@ class Worker:
             if run.status is not RunStatus.pending:
                 await self._append_end(run.id, run.status)
         if jobs:
-            log.warning("worker.jobs_recovered", jobs=len(jobs))
+            log.warning("worker.jobs_recovered", jobs=len(jobs), failed=sum(gave_up for _, gave_up in jobs))
+            self._wake_jobs.set()
+        for job, gave_up in jobs:
+            on_gave_up = self.handlers.gave_up(job.kind) if gave_up else None
+            if on_gave_up is not None:
+                try:
+                    await on_gave_up(job)
+                except Exception as exc:
+                    log_failure(log, "jobs.gave_up_hook_failed", exc, job_kind=job.kind)
         if stale:
             self._wake_runs.set()
 
