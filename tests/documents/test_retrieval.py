@@ -251,6 +251,11 @@ class TestFilesSection:
             "- manual.pdf (12 pages)\n- notes.txt\n- new.docx (not searchable yet)\n- scan.pdf (unreadable)"
         )
 
+    def test_an_image_is_listed_as_one_the_agent_cannot_see(self) -> None:
+        rows: list[dict[str, Any]] = [{"name": "receipt.png", "status": "ready", "pages": None, "kind": "png"}]
+
+        assert files_section(rows) == "- receipt.png (an image: you cannot see images, say so if asked about it)"
+
     def test_is_bounded(self) -> None:
         rows = [{"name": f"{'x' * 100}{n}.txt", "status": "ready", "pages": None} for n in range(25)]
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from agentserver.agent.state import current_turn
 from agentserver.documents.search import DocumentSearch
+from agentserver.documents.types import IMAGE_KINDS
 from agentserver.models import FileStatus
 from agentserver.runs.repository import CLAIM_FILES
 
@@ -60,8 +61,9 @@ def search_documents_tool(search: DocumentSearch, top_k: int) -> BaseTool:
 
 
 def files_section(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The per-turn context lines listing the files a session's agent sees (rows: name, status, pages,
-    newest first, as the run's claim reads them: runs/repository.py)."""
+    """The per-turn context lines listing the files a session's agent sees (rows: name, status, pages, kind,
+    newest first, as the run's claim reads them: runs/repository.py). Images are stored, not seen: the
+    line tells the model so, and it says it cannot see them rather than inventing their content."""
     if not rows:
         return ""
     lines = []
@@ -69,7 +71,9 @@ def files_section(rows: Sequence[Mapping[str, Any]]) -> str:
         name, status, pages = str(row["name"]), str(row["status"]), row.get("pages")
         shown = name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
         detail = f"{pages} pages" if pages else ""
-        if status != FileStatus.ready:
+        if row.get("kind") in IMAGE_KINDS:
+            detail = "an image: you cannot see images, say so if asked about it"
+        elif status != FileStatus.ready:
             detail = "not searchable yet" if status in (FileStatus.pending, FileStatus.processing) else "unreadable"
         lines.append(f"- {shown}" + (f" ({detail})" if detail else ""))
     if len(rows) > PROMPT_FILES:

@@ -80,9 +80,10 @@ _CLAIM = text(
               runs.cancel_requested, runs.traceparent, runs.model_options, runs.stream_modes,
               (SELECT m.content FROM messages m WHERE m.id = runs.user_message_id) AS text,
               s.assistant_id, (SELECT a.version FROM assistants a WHERE a.id = s.assistant_id) AS assistant_version,
-              (SELECT coalesce(json_agg(json_build_object('name', f.name, 'status', f.status, 'pages', f.pages)
+              (SELECT coalesce(json_agg(json_build_object('name', f.name, 'status', f.status, 'pages', f.pages,
+                                                          'kind', f.kind)
                                         ORDER BY f.created_at DESC, f.id DESC), '[]'::json)
-               FROM (SELECT name, status, pages, created_at, id FROM files
+               FROM (SELECT name, status, pages, kind, created_at, id FROM files
                      WHERE files.user_id = runs.user_id
                        AND (files.session_id IS NULL OR files.session_id = runs.session_id)
                      ORDER BY created_at DESC, id DESC LIMIT :files_limit) f) AS files
