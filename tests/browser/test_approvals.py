@@ -37,6 +37,7 @@ class TestApprovals:
         await expect(card).to_be_visible()
         await expect(card).to_contain_text("calculator")
         await expect(card.locator("textarea")).to_have_value('{\n  "expression": "6*7"\n}')
+        await expect(last_answer(page).locator(".tool-status")).to_have_text("calculator is waiting for your approval")
         await expect(last_answer(page).locator(".thinking")).to_be_hidden()
         await page.set_viewport_size({"width": 390, "height": 844})
         await page.screenshot(path=SCREENSHOTS / "approval-phone-light.png", animations="disabled", caret="hide")

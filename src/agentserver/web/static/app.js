@@ -353,8 +353,13 @@ class AnswerText {
     if (name === "tool_result") {
       const part = this.parts.find((p) => p.kind === "tool" && p.id === data.id)
         || [...this.parts].reverse().find((p) => p.kind === "tool" && p.result === null);
-      if (part) part.result = data.content;
+      if (part) { part.result = data.content; part.waiting = false; }
       return "tool";
+    }
+    if (name === "approval_required") {
+      // The call the run paused on waits for the user, it is not running.
+      const part = [...this.parts].reverse().find((p) => p.kind === "tool" && p.result === null);
+      if (part) { part.waiting = true; return "tool"; }
     }
     return null;
   }
@@ -362,7 +367,8 @@ class AnswerText {
 }
 
 function toolNode(part) {
-  const status = part.result === null ? t("chat.toolRunning", { name: part.name }) : t("chat.toolDone", { name: part.name });
+  const key = part.result !== null ? "chat.toolDone" : part.waiting ? "chat.toolWaiting" : "chat.toolRunning";
+  const status = t(key, { name: part.name });
   const details = el("details", { class: `tool ${part.result === null ? "running" : "finished"}` },
     el("summary", null, icon("tool"), el("span", { class: "tool-status", text: status })),
     el("div", { class: "tool-label", text: t("chat.toolArgs") }),
@@ -542,6 +548,8 @@ class LiveAnswer {
       card.replaceWith(el("div", { class: `approval-note ${decision}` }, icon(decision === "reject" ? "close" : "check"),
         el("span", { text: decision === "reject" ? t("approval.rejected") : t("approval.approved") })));
       this.paused = false;
+      for (const part of this.answer.parts) if (part.waiting) part.waiting = false;
+      this.syncParts();
       this.updateThinking();
       setBusy(true);
       this.follow();
