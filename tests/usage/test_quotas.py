@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from agentserver.kit.db import session_scope
-from agentserver.llm.fake import FakeChatModel
+from agentserver.llm.fake import FakeChatModel, status_error, tool_call_turn
 from agentserver.models import ChatSession, Message, MessageRole, MultitaskStrategy, Run, RunStatus, UsageCounter
 from agentserver.runs.service import runs as runs_service
 from agentserver.usage.errors import QuotaExceeded
@@ -106,6 +106,37 @@ class TestCounters:
             assert counter.input_tokens + counter.output_tokens == stored[0]
             assert counter.output_tokens == 7
             assert counter.runs == 2
+
+    async def test_a_failed_runs_spend_before_the_failure_counts_too(
+        self, usage_app: ChatHarness, fake: FakeChatModel
+    ) -> None:
+        """The model asked for a tool (tokens spent), then failed: the run is an error, and what it spent is
+        still added to the user's budgets — a failing second call must not make the first one free."""
+        fake.set_script(
+            [tool_call_turn("calculator", {"expression": "6*7"}), status_error(400, message="context too long")]
+        )
+        headers = await usage_app.new_user()
+        user_id = await user_id_of(usage_app, headers)
+        session_id = await usage_app.new_session(headers)
+
+        response = await chat(usage_app, headers, session_id, "What is 6 times 7?")
+        await usage_app.settle()
+
+        assert response.status_code == 502, response.text
+        async with session_scope(usage_app.state["sessionmaker"]) as db:
+            run = await db.scalar(select(Run).where(Run.user_id == user_id))
+            counters = (await db.scalars(select(UsageCounter).where(UsageCounter.user_id == user_id))).all()
+        assert run is not None
+        assert run.status is RunStatus.error
+        assert run.usage is not None
+        assert run.usage["input_tokens"] > 0
+        assert sorted(c.period for c in counters) == ["day", "month"]
+        for counter in counters:
+            assert (counter.input_tokens, counter.output_tokens, counter.runs) == (
+                run.usage["input_tokens"],
+                run.usage["output_tokens"],
+                1,
+            )
 
 
 async def admit(harness: ChatHarness, user_id: uuid.UUID, limits: QuotaLimits) -> None:

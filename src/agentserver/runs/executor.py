@@ -180,10 +180,10 @@ class RunExecutor:
                 # last checkpoint. Followers keep waiting for that ending; nothing is failed here.
                 log.warning("runs.database_unavailable", error=type(exc).__name__)
             elif isinstance(exc, AppError):
-                await self._fail(run, exc, emitter)
+                await self._fail(run, exc, emitter, translator)
             else:
                 log_failure(log, "runs.failed", exc)
-                await self._fail(run, InternalServerError(), emitter)
+                await self._fail(run, InternalServerError(), emitter, translator)
         finally:
             await asyncio.shield(self._close(run, emitter, live))
             self._agents.pop(run.id, None)
@@ -281,11 +281,16 @@ class RunExecutor:
             tracing.annotate({"agentserver.run.status": RunStatus.interrupted.value})
             emitter.emit(events.approval_required(str(run.id), translator.interrupt))
 
-    async def _fail(self, run: ClaimedRun, error: AppError, emitter: RunEmitter) -> None:
+    async def _fail(self, run: ClaimedRun, error: AppError, emitter: RunEmitter, translator: StreamTranslator) -> None:
+        # What the model calls before the failure spent (a tool call's turn, a summary) still counts.
+        values = translator.last_values
+        messages = run_messages(values.get("messages") or [], run.user_message_id) if values else []
+        usage = result_of(messages, translator.extra_usage).usage
+        spent = Spent(usage.input_tokens, usage.output_tokens, usage.cost_usd, current_periods(datetime.now(UTC)))
         try:
-            async with session_scope(self.sessionmaker) as db:
-                ended = await RunRepository.from_session(db).finish(
-                    run.id, self.worker_id, RunStatus.error, error=error.name, error_detail=error.message
+            async with autocommit(self.engine) as conn:
+                ended = await RunRepository.from_session(conn).fail(
+                    run.id, self.worker_id, error=error.name, detail=error.message, usage=usage.as_dict(), spent=spent
                 )
         except Exception as exc:
             # Not recorded, so not announced: the reaper takes the run over once its heartbeat stops.

@@ -178,6 +178,27 @@ _FINISH_WITH_ANSWER = text(
 )
 
 
+# The end of a run that failed: the guarded status change and what its model calls spent before the failure
+# (added to the user's counters, like a run that answered), in one statement.
+_FAIL = text(
+    f"""
+    WITH ended AS (
+        UPDATE runs SET status = 'error', ended_at = now(), heartbeat_at = NULL, error = CAST(:error AS varchar),
+                        error_detail = CAST(:error_detail AS text), usage = CAST(:usage AS jsonb)
+        WHERE id = :run_id AND status = 'running' AND worker_id = :worker
+        RETURNING id, session_id, user_id
+    ), counted AS (
+        {count_run_sql("ended")}
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ended) AS ended,
+           (SELECT pg_notify('{WORK_CHANNEL}', 'run') FROM ended
+            WHERE EXISTS (SELECT 1 FROM runs q WHERE q.session_id = ended.session_id AND q.status = 'pending'))
+           AS woke
+    """  # noqa: S608 (formatted with our own SQL only)
+)
+
+
 class RunRepository:
     def __init__(self, session: Executor) -> None:
         self.session = session
@@ -315,6 +336,21 @@ class RunRepository:
             .returning(Run.id, literal_column(_WAKE_QUEUED))
         )
         return ended.first() is not None
+
+    async def fail(
+        self, run_id: uuid.UUID, worker_id: str, *, error: str, detail: str, usage: dict[str, Any], spent: Spent
+    ) -> bool:
+        """running → error, with what the run spent before it failed counted against the user's budgets.
+        False: the run was not ours to end any more."""
+        params = {
+            "run_id": run_id,
+            "worker": worker_id,
+            "error": error,
+            "error_detail": detail,
+            "usage": json.dumps(usage),
+            **spent.params(),
+        }
+        return bool((await self.session.execute(_FAIL, params)).one().ended)
 
     async def finish_with_answer(
         self,
