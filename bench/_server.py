@@ -50,28 +50,71 @@ def serving(env: dict[str, str], *, ready_within: float = 300) -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "agentserver", "serve"], env=full_env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_within
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"agentserver serve exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"agentserver serve not ready within {ready_within} s")
-            time.sleep(0.2)
+        wait_until_ready(process, url, ready_within)
         yield url
     finally:
-        process.send_signal(2)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         if log_path and not isinstance(log, int):
             log.close()
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, within: float) -> None:
+    """Until the server's /ready is 200; raises if it exits first or is not ready `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"agentserver serve exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"agentserver serve not ready within {within} s")
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT (a graceful shutdown), then SIGKILL after a minute."""
+    process.send_signal(2)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class HealthProbe:
+    """GET /health every `interval` seconds from a thread of its own (its own client, off the load
+    generator's event loop: what a load balancer's probe sees). `latencies` of the 200s, `failures` the rest."""
+
+    def __init__(self, url: str, *, interval: float) -> None:
+        self.url = url
+        self.interval = interval
+        self.latencies: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                response = http.get("/health")
+                elapsed = time.perf_counter() - started
+                if response.status_code == 200:
+                    self.latencies.append(elapsed)
+                else:
+                    self.failures += 1
+                time.sleep(self.interval)
 
 
 async def create_users(database_url: str, settings: Settings, count: int) -> list[dict[str, str]]:

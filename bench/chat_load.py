@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import threading
 import time
 import uuid
 from collections import Counter
@@ -27,7 +26,7 @@ from tests.llm.stub_openai import Reply
 from agentserver.config import Settings
 from agentserver.kit import migrations
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
-from bench._server import DATA_DIR, REDIS_URL, create_users, percentile, serving, stub_model
+from bench._server import DATA_DIR, REDIS_URL, HealthProbe, create_users, percentile, serving, stub_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chat_load.md"
 TURNS = 100
@@ -36,37 +35,6 @@ ROUNDS = 3
 MODEL_DELAY_SECONDS = 0.5
 JWT_SECRET = "bench-secret-" + "x" * 40
 DATABASE = "chat_load_bench"
-
-
-class HealthProbe:
-    """GET /health back to back from a thread (its own client, off the load generator's event loop)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.latencies: list[float] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> HealthProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                response = http.get("/health")
-                elapsed = time.perf_counter() - started
-                if response.status_code == 200:
-                    self.latencies.append(elapsed)
-                else:
-                    self.failures += 1
-                time.sleep(0.01)
 
 
 async def _turn(http: httpx.AsyncClient, headers: dict[str, str], session_id: str, stream: bool) -> tuple[int, float]:
@@ -98,7 +66,7 @@ async def _round(url: str, users: list[dict[str, str]]) -> tuple[list[tuple[int,
             created = await http.post("/api/v1/sessions", json={"name": f"load {n}"}, headers=headers)
             created.raise_for_status()
             turns.append((headers, created.json()["id"], n % 2 == 1))
-        with HealthProbe(url) as probe:
+        with HealthProbe(url, interval=0.01) as probe:
             await asyncio.sleep(0.5)  # a baseline before the burst
             started = time.perf_counter()
             results = await asyncio.gather(*(_turn(http, *turn) for turn in turns))

@@ -31,7 +31,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,7 +49,17 @@ from agentserver.config import Settings
 from agentserver.kit import migrations
 from agentserver.kit.db import create_engine
 from agentserver.kit.embedded_postgres import EmbeddedPostgres
-from bench._server import DATA_DIR, REDIS_URL, create_users, free_port, percentile, stub_model
+from bench._server import (
+    DATA_DIR,
+    REDIS_URL,
+    HealthProbe,
+    create_users,
+    free_port,
+    percentile,
+    stop,
+    stub_model,
+    wait_until_ready,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "turns.md"
 DATABASE = "turns_bench"
@@ -155,26 +164,10 @@ def server(database_url: str, model_url: str, scenario: Scenario) -> Iterator[tu
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"agentserver serve exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("agentserver serve not ready within 300 s")
-            time.sleep(0.2)
+        wait_until_ready(process, url, 300)
         yield url, psutil.Process(process.pid)
     finally:
-        process.send_signal(2)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def tree_cpu_seconds(root: psutil.Process) -> float:
@@ -198,32 +191,6 @@ def tree_rss_mb(root: psutil.Process) -> float:
     return total / 1e6
 
 
-class HealthProbe:
-    """GET /health every 20 ms from a thread of its own (what a load balancer's probe sees)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> HealthProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                if http.get("/health").status_code == 200:
-                    self.latencies.append(time.perf_counter() - started)
-                time.sleep(0.02)
-
-
 def loop_lag_histogram(url: str) -> dict[float, float]:
     """Cumulative buckets of agentserver_event_loop_lag_seconds (le -> count), summed over processes."""
     buckets: dict[float, float] = {}
@@ -242,57 +209,41 @@ def histogram_p99(before: dict[float, float], after: dict[float, float]) -> floa
     return next(le for le, count in deltas if count >= target)
 
 
-def statements(database_url: str) -> int:
-    async def count() -> int:
+def run_sql(database_url: str, sql: str) -> list[Any]:
+    """The rows of one statement, on a connection of its own (the benchmark's bookkeeping, not the load)."""
+
+    async def run() -> list[Any]:
         engine = create_engine(database_url, pool_size=1)
         try:
             async with engine.connect() as conn:
-                value = await conn.scalar(
-                    text(
-                        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = "
-                        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-                        "AND query NOT LIKE '%pg_stat_statements%'"
-                    )
-                )
+                result = await conn.execute(text(sql))
+                return list(result.all()) if result.returns_rows else []
         finally:
             await engine.dispose()
-        return int(value or 0)
 
-    return asyncio.run(count())
+    return asyncio.run(run())
+
+
+# This database's statements, not the benchmark's own look at them.
+_OURS = (
+    "dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'"
+)
+
+
+def statements(database_url: str) -> int:
+    sql = f"SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE {_OURS}"  # noqa: S608 (constants)
+    return int(run_sql(database_url, sql)[0][0])
 
 
 def print_statement_breakdown(database_url: str, turns: int) -> None:
     """BENCH_STATEMENTS=1: the statements of the last scenario, by calls per turn (what to cut next)."""
-
-    async def top() -> list[tuple[int, str]]:
-        engine = create_engine(database_url, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                rows = await conn.execute(
-                    text(
-                        "SELECT calls, query FROM pg_stat_statements WHERE dbid = "
-                        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-                        "AND query NOT LIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 40"
-                    )
-                )
-                return [(int(calls), str(query)) for calls, query in rows]
-        finally:
-            await engine.dispose()
-
-    for calls, query in asyncio.run(top()):
-        print(f"{calls / max(turns, 1):6.2f}  {' '.join(query.split())[:160]}", flush=True)
+    sql = f"SELECT calls, query FROM pg_stat_statements WHERE {_OURS} ORDER BY calls DESC LIMIT 40"  # noqa: S608
+    for calls, query in run_sql(database_url, sql):
+        print(f"{int(calls) / max(turns, 1):6.2f}  {' '.join(str(query).split())[:160]}", flush=True)
 
 
 def reset_statement_stats(database_url: str) -> None:
-    async def reset() -> None:
-        engine = create_engine(database_url, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT pg_stat_statements_reset()"))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(reset())
+    run_sql(database_url, "SELECT pg_stat_statements_reset()")
 
 
 # --- the load ---------------------------------------------------------------------------------------------
@@ -410,7 +361,7 @@ def measure(database_url: str, model_url: str, scenario: Scenario) -> Measuremen
             reset_statement_stats(database_url)
         statements_before = statements(database_url)
         cpu_before = tree_cpu_seconds(process)
-        with HealthProbe(url) as probe, profiled(process, scenario):
+        with HealthProbe(url, interval=0.02) as probe, profiled(process, scenario):
             asyncio.run(drive(url, users, scenario, measurement))
         measurement.cpu_seconds = tree_cpu_seconds(process) - cpu_before
         measurement.statements = statements(database_url) - statements_before
