@@ -25,7 +25,13 @@ from agentserver.chat.service import chat as chat_service
 from agentserver.config import Settings
 from agentserver.kit.db import SessionDep, SessionmakerDep, session_scope
 from agentserver.kit.errors import AppError, ErrorBody, Unauthorized
-from agentserver.kit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from agentserver.kit.pagination import (
+    DEFAULT_PAGE_SIZE,
+    PageCursor,
+    PageLimit,
+    decode_cursor,
+    encode_cursor,
+)
 from agentserver.llm.errors import LLMRequestRejected, LLMUnavailable
 from agentserver.models import MultitaskStrategy
 from agentserver.observability.metrics import ACTIVE_STREAMS
@@ -167,8 +173,8 @@ async def list_messages(
     session_id: uuid.UUID,
     user: CurrentUser,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: PageLimit = DEFAULT_PAGE_SIZE,
+    cursor: PageCursor = None,
 ) -> MessagePage:
     repository = ChatRepository.from_session(session)
     if not await repository.owns_session(user.id, session_id):

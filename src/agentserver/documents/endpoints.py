@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from agentserver.auth.dependencies import CurrentUser
@@ -22,7 +22,12 @@ from agentserver.documents.service import files as file_service
 from agentserver.documents.types import KINDS
 from agentserver.kit.db import SessionDep, SessionmakerDep, ShortSessionDep
 from agentserver.kit.errors import NotFound, Unauthorized
-from agentserver.kit.pagination import CURSOR_MAX_LENGTH, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
+from agentserver.kit.pagination import (
+    DEFAULT_PAGE_SIZE,
+    InvalidCursor,
+    PageCursor,
+    PageLimit,
+)
 from agentserver.sessions.service import SessionNotFound
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"], responses={401: Unauthorized.schema()})
@@ -102,8 +107,8 @@ async def list_files(
     user: CurrentUser,
     session: SessionDep,
     _: DocumentsDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+    limit: PageLimit = DEFAULT_PAGE_SIZE,
+    cursor: PageCursor = None,
 ) -> FilePage:
     rows, next_cursor = await file_service.list(session, user, cursor=cursor, limit=limit)
     return FilePage(files=[FileRead.model_validate(row) for row in rows], next_cursor=next_cursor)

@@ -20,8 +20,9 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Annotated, Any, TypeVar, TypeVarTuple
 
+from fastapi import Query
 from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -35,6 +36,10 @@ Position = tuple[datetime, uuid.UUID]
 CURSOR_MAX_LENGTH = 200
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+
+# The query parameters of every cursor-paginated list endpoint (`limit: PageLimit = DEFAULT_PAGE_SIZE`).
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+PageCursor = Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)]
 
 
 class InvalidCursor(AppError):

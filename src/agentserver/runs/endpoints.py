@@ -11,7 +11,12 @@ from fastapi.responses import StreamingResponse
 from agentserver.auth.dependencies import CurrentUser, SettingsDep
 from agentserver.kit.db import SessionDep, SessionmakerDep
 from agentserver.kit.errors import Unauthorized
-from agentserver.kit.pagination import CURSOR_MAX_LENGTH, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
+from agentserver.kit.pagination import (
+    DEFAULT_PAGE_SIZE,
+    InvalidCursor,
+    PageCursor,
+    PageLimit,
+)
 from agentserver.runs.dependencies import AgentDep, EventLogDep, RunStreamsDep
 from agentserver.runs.errors import InvalidResume, RunAlreadyFinished, RunNotFound, RunNotInterrupted, SessionNotFound
 from agentserver.runs.schemas import ResumeRequest, RunPage, RunRead
@@ -101,8 +106,8 @@ async def list_session_runs(
     session_id: uuid.UUID,
     user: CurrentUser,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+    limit: PageLimit = DEFAULT_PAGE_SIZE,
+    cursor: PageCursor = None,
 ) -> RunPage:
     page, next_cursor = await runs_service.list_for_session(
         session, user_id=user.id, session_id=session_id, cursor=cursor, limit=limit

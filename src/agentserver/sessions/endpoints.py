@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from agentserver.agent.assistants import find_assistant
 from agentserver.assistants.errors import AssistantNotFound
 from agentserver.auth.dependencies import CurrentUser
 from agentserver.kit.db import SessionDep
 from agentserver.kit.errors import Unauthorized
-from agentserver.kit.pagination import CURSOR_MAX_LENGTH, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor
+from agentserver.kit.pagination import (
+    DEFAULT_PAGE_SIZE,
+    InvalidCursor,
+    PageCursor,
+    PageLimit,
+)
 from agentserver.runs.dependencies import AgentDep
 from agentserver.sessions.schemas import SessionCreate, SessionPage, SessionRead, SessionUpdate
 from agentserver.sessions.service import SessionDeletionHook, SessionNotFound
@@ -49,8 +53,8 @@ async def create_session(body: SessionCreate, user: CurrentUser, session: Sessio
 async def list_sessions(
     user: CurrentUser,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+    limit: PageLimit = DEFAULT_PAGE_SIZE,
+    cursor: PageCursor = None,
 ) -> SessionPage:
     rows, next_cursor = await chat_session_service.list(session, user, cursor=cursor, limit=limit)
     return SessionPage(sessions=[SessionRead.model_validate(row) for row in rows], next_cursor=next_cursor)
